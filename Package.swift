@@ -1,0 +1,81 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Strict concurrency is the default in the Swift 6 language mode; warnings are errors in CI
+// through `make` (see Makefile), not here, so that dependants are never broken by a new warning.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "swift-uv-mqtt",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "UVMQTT", targets: ["UVMQTT"]),
+        .library(name: "MQTTProtocol", targets: ["MQTTProtocol"]),
+        .library(name: "UVReactor", targets: ["UVReactor"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+    ],
+    targets: [
+        // MARK: C libraries
+        .systemLibrary(
+            name: "CLibUV",
+            pkgConfig: "libuv",
+            providers: [.apt(["libuv1-dev"])]
+        ),
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // Static inline wrappers for the OpenSSL macros Swift cannot import.
+        .target(
+            name: "CUVShims",
+            dependencies: ["COpenSSL"]
+        ),
+
+        // MARK: Pure code (no sockets, no clocks)
+        .target(
+            name: "RingBuffers",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "MQTTProtocol",
+            dependencies: ["RingBuffers"],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: I/O
+        .target(
+            name: "UVReactor",
+            dependencies: ["CLibUV", "COpenSSL", "CUVShims", "RingBuffers"],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Public client
+        .target(
+            name: "UVMQTT",
+            dependencies: [
+                "MQTTProtocol", "UVReactor", "RingBuffers",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Tests
+        .testTarget(
+            name: "MQTTProtocolTests",
+            dependencies: ["MQTTProtocol", "RingBuffers"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "UVReactorTests",
+            dependencies: ["UVReactor", "RingBuffers"],
+            swiftSettings: swiftSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

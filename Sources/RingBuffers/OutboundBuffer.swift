@@ -1,0 +1,141 @@
+/// A growable, linear byte buffer that an encoder appends to and a socket writer drains.
+///
+/// Bytes are appended at the end and released from the front. Released space is reclaimed when
+/// the buffer empties (the indices reset, no copy) or when an append needs room and more than
+/// half of the storage is released (one `memmove` of the unsent tail).
+///
+/// The writer may hand ``readableRegion`` to the kernel directly; a writer that must keep the
+/// bytes stable until an asynchronous write completes (libuv's `uv_write`) swaps in a second
+/// buffer for new appends (double buffering) rather than appending to one in flight.
+///
+/// Not thread-safe: one owner (the event loop thread) uses it.
+public final class OutboundBuffer {
+    @usableFromInline var storage: UnsafeMutableRawPointer
+    @usableFromInline var capacity: Int
+    @usableFromInline var readIndex: Int = 0
+    @usableFromInline var writeIndex: Int = 0
+
+    /// Creates an empty buffer with `initialCapacity` bytes of storage (at least 64).
+    public init(initialCapacity: Int = 64 * 1024) {
+        self.capacity = max(64, initialCapacity)
+        self.storage = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+    }
+
+    deinit {
+        storage.deallocate()
+    }
+
+    /// Bytes appended and not yet released.
+    @inlinable
+    public var readableBytes: Int { writeIndex &- readIndex }
+
+    /// Whether nothing is waiting.
+    @inlinable
+    public var isEmpty: Bool { writeIndex == readIndex }
+
+    /// The bytes waiting, valid until the next mutation.
+    @inlinable
+    public var readableRegion: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: storage + readIndex, count: readableBytes)
+    }
+
+    /// Releases `count` bytes from the front (they were written to the socket).
+    @inlinable
+    public func consume(_ count: Int) {
+        precondition(count >= 0 && count <= readableBytes, "consume beyond the readable bytes")
+        readIndex &+= count
+        if readIndex == writeIndex {
+            readIndex = 0
+            writeIndex = 0
+        }
+    }
+
+    /// Drops everything.
+    @inlinable
+    public func removeAll() {
+        readIndex = 0
+        writeIndex = 0
+    }
+
+    /// Makes room for `count` more bytes at the end.
+    @inlinable
+    public func reserveAppend(_ count: Int) {
+        if capacity &- writeIndex >= count { return }
+        makeRoom(count)
+    }
+
+    @usableFromInline
+    func makeRoom(_ count: Int) {
+        let live = readableBytes
+        if readIndex > 0 && capacity - live >= count && readIndex >= capacity / 2 {
+            storage.copyMemory(from: storage + readIndex, byteCount: live)
+        } else {
+            var newCapacity = capacity
+            while newCapacity - live < count { newCapacity *= 2 }
+            let newStorage = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 16)
+            newStorage.copyMemory(from: storage + readIndex, byteCount: live)
+            storage.deallocate()
+            storage = newStorage
+            capacity = newCapacity
+        }
+        readIndex = 0
+        writeIndex = live
+    }
+
+    /// Appends one byte.
+    @inlinable
+    public func writeByte(_ byte: UInt8) {
+        reserveAppend(1)
+        storage.storeBytes(of: byte, toByteOffset: writeIndex, as: UInt8.self)
+        writeIndex &+= 1
+    }
+
+    /// Appends a big-endian 16-bit integer.
+    @inlinable
+    public func writeUInt16(_ value: UInt16) {
+        reserveAppend(2)
+        storage.storeBytes(of: UInt8(truncatingIfNeeded: value >> 8), toByteOffset: writeIndex, as: UInt8.self)
+        storage.storeBytes(of: UInt8(truncatingIfNeeded: value), toByteOffset: writeIndex &+ 1, as: UInt8.self)
+        writeIndex &+= 2
+    }
+
+    /// Appends raw bytes.
+    @inlinable
+    public func writeBytes(_ bytes: UnsafeRawBufferPointer) {
+        let n = bytes.count
+        if n == 0 { return }
+        reserveAppend(n)
+        (storage + writeIndex).copyMemory(from: bytes.baseAddress!, byteCount: n)
+        writeIndex &+= n
+    }
+
+    /// Appends the bytes of an array.
+    @inlinable
+    public func writeBytes(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { writeBytes($0) }
+    }
+
+    /// Appends the UTF-8 bytes of a string (no length prefix).
+    @inlinable
+    public func writeUTF8(_ string: String) {
+        var s = string
+        s.withUTF8 { writeBytes(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Reserves `count` bytes at the end and lets `body` fill them in place.
+    ///
+    /// - Parameter body: Receives writable memory of exactly `count` bytes and must initialise it.
+    @inlinable
+    public func withUnsafeAppend<R>(count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        reserveAppend(count)
+        let region = UnsafeMutableRawBufferPointer(start: storage + writeIndex, count: count)
+        let result = try body(region)
+        writeIndex &+= count
+        return result
+    }
+
+    /// Copies the waiting bytes into an array (tests and slow paths).
+    public func bytes() -> [UInt8] {
+        [UInt8](readableRegion)
+    }
+}
