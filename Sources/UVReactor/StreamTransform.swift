@@ -1,0 +1,65 @@
+public import RingBuffers
+
+/// Why a connection could not be made, or ended.
+///
+/// The cases keep the distinctions the NodeMCU reason codes need (DNS failure, nothing
+/// listening, timeout) and carry TLS details (the OpenSSL verify result, the expected host).
+public enum TransportError: Error, Sendable, Hashable {
+    /// The host name did not resolve.
+    case dnsFailure(host: String, UVError)
+    /// Nothing listening at any resolved address (ECONNREFUSED).
+    case connectionRefused
+    /// No TCP connection (or TLS handshake) within the connect timeout.
+    case connectTimeout
+    /// The peer reset the connection (ECONNRESET, EPIPE).
+    case connectionReset
+    /// The peer closed the stream (end of file).
+    case closedByPeer
+    /// Another libuv error.
+    case io(UVError)
+    /// The TLS configuration could not be loaded (CA, certificate or key file/data).
+    case tlsConfiguration(String)
+    /// The peer's certificate chain is not trusted; carries OpenSSL's verify result string.
+    case tlsCertificateUntrusted(String)
+    /// The certificate does not match the expected host name or IP address.
+    case tlsHostnameMismatch(String)
+    /// The server required a client certificate and none (or an unacceptable one) was sent.
+    case tlsPeerRequiredCertificate
+    /// Any other TLS failure (handshake, alert, protocol), with OpenSSL's error text.
+    case tlsFailure(String)
+}
+
+/// What a ``StreamTransform`` did with the bytes it was given.
+public struct TransformProgress: Sendable, Hashable {
+    /// The handshake is complete (the application may send).
+    public var handshakeComplete: Bool
+    /// Decrypted bytes remain inside the transform because `plaintext` had no room; the
+    /// connection calls ``StreamTransform/receive(_:plaintext:output:)`` again (with no new
+    /// bytes) once the consumer freed space.
+    public var plaintextPending: Bool
+
+    public init(handshakeComplete: Bool, plaintextPending: Bool) {
+        self.handshakeComplete = handshakeComplete
+        self.plaintextPending = plaintextPending
+    }
+}
+
+/// A byte transform between the socket and the application (TLS), driven by a connection.
+///
+/// The connection hands it every byte that arrives and every byte the application sends; it
+/// never touches a socket itself. Bytes it needs sent (handshake records, encrypted data,
+/// `close_notify`) are appended to `output`, which the connection writes.
+public protocol StreamTransform: AnyObject {
+    /// Called once when the TCP connection is established; appends the first flight (ClientHello).
+    func start(output: OutboundBuffer) throws(TransportError)
+
+    /// Bytes arrived from the socket. Decrypted bytes go into `plaintext` (as much as fits);
+    /// handshake replies go into `output`.
+    func receive(_ bytes: UnsafeRawBufferPointer, plaintext: ByteRing, output: OutboundBuffer) throws(TransportError) -> TransformProgress
+
+    /// Encrypts application bytes into `output`. Only called once the handshake completed.
+    func send(_ bytes: UnsafeRawBufferPointer, output: OutboundBuffer) throws(TransportError)
+
+    /// Appends a `close_notify` alert to `output` (best effort).
+    func shutdown(output: OutboundBuffer)
+}
