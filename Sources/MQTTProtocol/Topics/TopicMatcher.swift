@@ -16,14 +16,16 @@
 /// `#` that is not alone in the last level, or a `+` that shares its level, is compared as an
 /// ordinary character, and wildcard characters in the topic are ordinary characters too.
 public enum TopicMatcher {
+    // Computed, not stored: a stored `static let` is reached through a lazy-initialisation
+    // accessor from inlined code, which costs a call per byte.
     /// `/`, the level separator [MQTT-4.7.1-1].
-    @usableFromInline static let separator: UInt8 = 0x2F
+    @inlinable static var separator: UInt8 { 0x2F }
     /// `+`, the single-level wildcard [MQTT-4.7.1-3].
-    @usableFromInline static let singleLevel: UInt8 = 0x2B
+    @inlinable static var singleLevel: UInt8 { 0x2B }
     /// `#`, the multi-level wildcard [MQTT-4.7.1-2].
-    @usableFromInline static let multiLevel: UInt8 = 0x23
+    @inlinable static var multiLevel: UInt8 { 0x23 }
     /// `$`, the first character of server-specific topics such as `$SYS` [MQTT-4.7.2-1].
-    @usableFromInline static let dollar: UInt8 = 0x24
+    @inlinable static var dollar: UInt8 { 0x24 }
 
     /// Tells whether `topic` matches `filter`.
     ///

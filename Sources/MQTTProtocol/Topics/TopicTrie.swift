@@ -94,8 +94,8 @@ public struct TopicTrie<Value> {
         }
     }
 
-    @usableFromInline static var emptySlot: Int32 { -1 }
-    @usableFromInline static var deletedSlot: Int32 { -2 }
+    @inlinable static var emptySlot: Int32 { -1 }
+    @inlinable static var deletedSlot: Int32 { -2 }
 
     @usableFromInline var nodes: [Node]
     @usableFromInline var keyBytes: [UInt8] = []
