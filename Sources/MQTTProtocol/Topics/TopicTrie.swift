@@ -38,7 +38,7 @@
 /// - ``insert(filter:value:)`` and ``remove(_:)``: O(filter levels) amortised; removing the last
 ///   value of a filter prunes the nodes nothing else needs. The key arena is compacted when more
 ///   than half of it is garbage.
-/// - Memory: about 48 bytes per node plus the level's bytes, 4-8 bytes per hash slot, and one
+/// - Memory: 40 bytes per node plus the level's bytes, 4-8 bytes per hash slot, and one
 ///   entry (the value plus 16 bytes) per inserted value.
 ///
 /// Order of ``forEachMatch(topic:_:)-(UnsafeRawBufferPointer,_)``: deterministic, values of one
