@@ -548,6 +548,13 @@ public final class TCPConnection {
 
     // MARK: Connecting
 
+    func presetAddresses(_ preset: [sockaddr_storage]) {
+        addresses = preset
+    }
+
+    /// Whether the socket is being read (false while paused, and while the ring is full).
+    var isReadingFromSocket: Bool { reading }
+
     func beginConnect(host: String, port: Int, timeout: Duration?,
                       completion: @escaping (Result<TCPConnection, TransportError>) -> Void) {
         self.host = host
@@ -570,6 +577,12 @@ public final class TCPConnection {
         }
         guard (0...65535).contains(port) else {
             failConnect(.io(UVError(UV_EINVAL.rawValue)))
+            return
+        }
+        if !addresses.isEmpty {
+            // Preset by `connect(addresses:...)` (tests of the address fallback).
+            state = .connecting
+            attemptNextAddress()
             return
         }
         if let literal = SocketAddress.ipLiteral(host, port: port) {
@@ -760,6 +773,19 @@ extension EventLoop {
         assertInLoop()
         let connection = TCPConnection(loop: self, options: options, transform: transform)
         connection.beginConnect(host: host, port: port, timeout: timeout, completion: completion)
+        return connection
+    }
+
+    /// Connects to the first of several IP literals that accepts, as if a name had resolved to
+    /// them in this order (lets tests check the fallback to the next address). Loop thread only.
+    @discardableResult
+    func connect(addresses literals: [String], port: Int, timeout: Duration? = .seconds(10),
+                 options: TCPOptions = TCPOptions(),
+                 completion: @escaping (Result<TCPConnection, TransportError>) -> Void) -> TCPConnection {
+        assertInLoop()
+        let connection = TCPConnection(loop: self, options: options, transform: nil)
+        connection.presetAddresses(literals.compactMap { SocketAddress.ipLiteral($0, port: port) })
+        connection.beginConnect(host: literals.first ?? "", port: port, timeout: timeout, completion: completion)
         return connection
     }
 }
