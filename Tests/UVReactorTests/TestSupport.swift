@@ -100,7 +100,10 @@ struct Pattern {
 
     static func bytes(seed: UInt32, count: Int) -> [UInt8] {
         var pattern = Pattern(seed: seed)
-        return (0..<count).map { _ in pattern.next() }
+        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialised in
+            for index in 0..<count { buffer[index] = pattern.next() }
+            initialised = count
+        }
     }
 }
 
