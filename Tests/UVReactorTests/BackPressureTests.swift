@@ -21,35 +21,23 @@ import Testing
                 guard let listener = try? loop.listen(options: server, onAccept: { connection in
                     connection.onWritabilityChanged = { writable in writability.value.append(writable) }
                     connection.onClose = { _ in }
-                    var pattern = Pattern(seed: 3)
-                    connection.outbound.withUnsafeAppend(count: total) { region in
-                        for index in 0..<total { region[index] = pattern.next() }
-                    }
-                    connection.flush()
+                    connection.write(Pattern.bytes(seed: 3, count: total))
                 }) else { return stalled.fulfil((-1, -1, true)) }
                 loop.connect(host: "127.0.0.1", port: listener.port, options: smallRingOptions()) { result in
                     guard case .success(let client) = result else { return stalled.fulfil((-1, -1, true)) }
                     client.onRead = { _ in }   // consume nothing: back-pressure
                     loop.scheduleTimer(after: .milliseconds(200)) {
                         stalled.fulfil((client.inbound.readableBytes, client.inbound.capacity, client.isReadingFromSocket))
-                        var received = 0
-                        var mismatch: Int?
-                        var expected = Pattern(seed: 3)
+                        let checker = StreamChecker(seed: 3, count: total)
                         client.onRead = { client in
-                            let ring = client.inbound
-                            let count = ring.readableBytes
-                            for offset in 0..<count where mismatch == nil {
-                                if ring.byte(at: offset) != expected.next() { mismatch = received + offset }
-                            }
-                            ring.consume(count)
-                            received += count
-                            if received == total { client.close() }
+                            checker.consume(client.inbound)
+                            if checker.received >= total { client.close() }
                         }
                         client.onClose = { _ in
                             // Let the server's last write callbacks run before reading the marks.
                             loop.scheduleTimer(after: .milliseconds(20)) {
                                 listener.close()
-                                finished.fulfil((received, mismatch, writability.value))
+                                finished.fulfil((checker.received, checker.mismatchAt, writability.value))
                             }
                         }
                         client.onRead?(client)   // what is in the full ring

@@ -59,33 +59,28 @@ struct TransferReport: Sendable, Equatable {
                     loop.connect(host: "127.0.0.1", port: listener.port, options: small) { result in
                         guard case .success(let connection) = result else { return report.fulfil(TransferReport()) }
                         var state = TransferReport()
-                        var expected = Pattern(seed: 7)
+                        let checker = StreamChecker(seed: 7, count: total)
                         connection.onRead = { connection in
-                            let ring = connection.inbound
-                            state.maxRingCapacity = max(state.maxRingCapacity, ring.capacity)
-                            let count = ring.readableBytes
-                            for offset in 0..<count where state.mismatchAt == nil {
-                                if ring.byte(at: offset) != expected.next() { state.mismatchAt = state.received + offset }
-                            }
-                            ring.consume(count)
-                            state.received += count
-                            if state.received >= total || state.mismatchAt != nil { connection.close() }
+                            state.maxRingCapacity = max(state.maxRingCapacity, connection.inbound.capacity)
+                            checker.consume(connection.inbound)
+                            if checker.received >= total || checker.mismatchAt != nil { connection.close() }
                         }
                         connection.onClose = { error in
+                            state.received = checker.received
+                            state.mismatchAt = checker.mismatchAt
                             state.closeError = .some(error)
                             listener.close()
                             report.fulfil(state)
                         }
                         // Write in 64 KiB pieces: several flushes per iteration coalesce.
-                        var pattern = Pattern(seed: 7)
                         var written = 0
-                        while written < total {
-                            let chunk = min(65_536, total - written)
-                            connection.outbound.withUnsafeAppend(count: chunk) { region in
-                                for index in 0..<chunk { region[index] = pattern.next() }
+                        checker.expected.withUnsafeBytes { all in
+                            while written < total {
+                                let chunk = min(65_536, total - written)
+                                connection.outbound.writeBytes(UnsafeRawBufferPointer(rebasing: all[written..<(written + chunk)]))
+                                connection.flush()
+                                written += chunk
                             }
-                            connection.flush()
-                            written += chunk
                         }
                     }
                 } catch {

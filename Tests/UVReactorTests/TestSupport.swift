@@ -1,4 +1,5 @@
 import Testing
+import RingBuffers
 @testable import UVReactor
 #if canImport(Glibc)
 import Glibc
@@ -128,4 +129,35 @@ func startEchoServer(on loop: EventLoop, host: String = "127.0.0.1",
 func millisecondsSince(_ start: ContinuousClock.Instant) -> Double {
     let elapsed = ContinuousClock.now - start
     return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+}
+
+/// Checks a received stream against the expected bytes, region by region (`memcmp`).
+final class StreamChecker {
+    let expected: [UInt8]
+    private(set) var received = 0
+    private(set) var mismatchAt: Int?
+
+    init(seed: UInt32, count: Int) { expected = Pattern.bytes(seed: seed, count: count) }
+
+    var isComplete: Bool { received == expected.count }
+
+    /// Compares and consumes everything readable in `ring`.
+    func consume(_ ring: ByteRing) {
+        while !ring.isEmpty {
+            let region = ring.firstReadableRegion
+            let count = region.count
+            if mismatchAt == nil {
+                if received + count > expected.count {
+                    mismatchAt = expected.count
+                } else {
+                    let equal = expected.withUnsafeBytes { all in
+                        memcmp(all.baseAddress! + received, region.baseAddress!, count) == 0
+                    }
+                    if !equal { mismatchAt = received }
+                }
+            }
+            received += count
+            ring.consume(count)
+        }
+    }
 }
