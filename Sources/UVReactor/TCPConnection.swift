@@ -70,6 +70,8 @@ public final class TCPConnection {
     private var aboveHighWater = false
     private var closeError: TransportError?
     private var registered = false
+    /// Write calls made (`uv_try_write` plus `uv_write`), for tests of the coalescing.
+    private(set) var writeCallCount = 0
 
     // Connecting.
     private var host = ""
@@ -187,6 +189,7 @@ public final class TCPConnection {
         }
         let stream = uvStream(tcp)
         var buffer = Self.uvBuffer(wire.readableRegion)
+        writeCallCount += 1
         let written = Int(uv_try_write(stream, &buffer, 1))
         if written == wire.readableBytes {
             wire.consume(written)
@@ -204,6 +207,7 @@ public final class TCPConnection {
         swap(&wire, &inFlight)
         writeInFlight = true
         buffer = Self.uvBuffer(inFlight.readableRegion)
+        writeCallCount += 1
         let status = uv_write(writeRequest, stream, &buffer, 1) { request, status in
             guard let data = request?.pointee.data else { return }
             Unmanaged<TCPConnection>.fromOpaque(data).takeUnretainedValue().didWrite(status: status)

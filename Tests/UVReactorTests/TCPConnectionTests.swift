@@ -95,6 +95,42 @@ struct TransferReport: Sendable, Equatable {
         }
     }
 
+    /// 200 messages flushed one by one in one loop iteration (and from a timer) leave in one
+    /// write call each time.
+    @Test func flushesInOneIterationCoalesce() async throws {
+        try await withLoop { loop in
+            let outcome = Outcome<(Int, Int, Int)>()
+            loop.execute {
+                let received = LoopBound(0, loop: loop)
+                guard let listener = try? loop.listen(onAccept: { connection in
+                    connection.onRead = { connection in
+                        received.value += connection.inbound.readableBytes
+                        connection.inbound.consume(connection.inbound.readableBytes)
+                    }
+                }) else { return outcome.fulfil((-1, -1, -1)) }
+                loop.connect(host: "127.0.0.1", port: listener.port) { result in
+                    guard case .success(let client) = result else { return outcome.fulfil((-1, -1, -1)) }
+                    for index in 0..<200 {
+                        client.withOutbound { $0.writeBytes([UInt8(truncatingIfNeeded: index), 0, 1, 2]) }
+                    }
+                    loop.scheduleTimer(after: .milliseconds(20)) {
+                        let afterFirst = client.writeCallCount
+                        for _ in 0..<200 { client.write([9, 9]) }
+                        loop.scheduleTimer(after: .milliseconds(50)) {
+                            outcome.fulfil((afterFirst, client.writeCallCount, received.value))
+                            client.abort()
+                            listener.close()
+                        }
+                    }
+                }
+            }
+            let result = try #require(await outcome.wait())
+            #expect(result.0 == 1)
+            #expect(result.1 == 2)
+            #expect(result.2 == 200 * 4 + 200 * 2)
+        }
+    }
+
     @Test func refusedPort() async throws {
         try await withLoop { loop in
             let outcome = Outcome<TransportError?>()
