@@ -152,6 +152,30 @@ import Testing
         }
     }
 
+    /// A peer that closes with unread bytes sends a reset: reported as `connectionReset`. The
+    /// side that aborts reports nil.
+    @Test func resetByPeerAndLocalAbort() async throws {
+        try await withLoop { loop in
+            let clientSide = Outcome<TransportError?>()
+            let serverSide = Outcome<TransportError?>()
+            loop.execute {
+                guard let listener = try? loop.listen(onAccept: { connection in
+                    connection.pauseReading()   // leave the client's bytes unread
+                    connection.onClose = { error in serverSide.fulfil(error) }
+                    loop.scheduleTimer(after: .milliseconds(50)) { connection.abort() }
+                }) else { return clientSide.fulfil(.connectTimeout) }
+                loop.connect(host: "127.0.0.1", port: listener.port) { result in
+                    listener.close()
+                    guard case .success(let client) = result else { return clientSide.fulfil(.connectTimeout) }
+                    client.onClose = { error in clientSide.fulfil(error) }
+                    client.write([UInt8](repeating: 7, count: 1000))
+                }
+            }
+            #expect(await serverSide.wait() == .some(nil))
+            #expect(await clientSide.wait() == .some(.connectionReset))
+        }
+    }
+
     /// A peer that closes is reported as `closedByPeer`, exactly once.
     @Test func peerCloseIsReportedOnce() async throws {
         try await withLoop { loop in
