@@ -389,7 +389,7 @@ public final class TCPConnection {
                 inbound.commitWrite(count)
                 inbound.consume(count)
             }
-        } else if count < 0 {
+        } else if count < 0 && count != Int(UV_ENOBUFS.rawValue) {
             peerEnded = true
             updateReading()
             if count == Int(UV_EOF.rawValue) {
@@ -788,7 +788,8 @@ public final class TCPConnection {
         connectCompletion = nil
         completion?(.success(self))
         guard state == .open else { return }
-        if !(plaintextOut?.isEmpty ?? true) { requestFlush() }
+        // Bytes written through the returned connection before it was established.
+        if !wire.isEmpty || !(plaintextOut?.isEmpty ?? true) { requestFlush() }
         if !inbound.isEmpty || transformPlaintextPending {
             deliverRead()
         } else {
