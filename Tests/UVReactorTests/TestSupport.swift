@@ -25,6 +25,9 @@ final class Outcome<Value: Sendable>: @unchecked Sendable {
         waiter?.resume(returning: newValue)
     }
 
+    /// Whether a value was set (polling, for loops that must not suspend).
+    var isFulfilled: Bool { lock.withLock { value != nil } }
+
     /// Waits for the value for at most `timeout`; nil when it did not come in time.
     func wait(timeout: Duration = .seconds(10)) async -> Value? {
         let timer = Task {
