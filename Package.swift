@@ -65,6 +65,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: Demo (`make demo`): the README's first example against a local broker.
+        .executableTarget(
+            name: "Demo",
+            dependencies: ["UVMQTT"],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Tests
         .testTarget(
             name: "MQTTProtocolTests",
@@ -74,6 +81,11 @@ let package = Package(
         .testTarget(
             name: "UVReactorTests",
             dependencies: ["UVReactor", "RingBuffers"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "UVMQTTTests",
+            dependencies: ["UVMQTT", "MQTTProtocol", "UVReactor", "RingBuffers"],
             swiftSettings: swiftSettings
         ),
     ],
