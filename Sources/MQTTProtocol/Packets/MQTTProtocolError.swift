@@ -33,6 +33,9 @@ public enum MQTTProtocolError: Error, Sendable, Hashable {
     /// The remaining length uses more than 4 bytes [MQTT-2.2.3].
     case malformedRemainingLength
     /// A packet is larger than the receiver's (or the protocol's, 268,435,455 bytes) limit.
+    ///
+    /// From the decoder, `size` is the whole packet (fixed header included) and `limit` the
+    /// decoder's maximum packet size; from the encoder, both are remaining lengths.
     case packetTooLarge(size: Int, limit: Int)
     /// The packet ends inside a field.
     case truncated(PacketType, field: PacketField)
@@ -79,7 +82,8 @@ public enum MQTTProtocolError: Error, Sendable, Hashable {
     case invalidConnectReturnCode(UInt8)
     /// SUBACK return code other than 0, 1, 2, 0x80 [MQTT-3.9.3-2].
     case invalidSubAckReturnCode(UInt8)
-    /// SUBSCRIBE with no topic filter [MQTT-3.8.3-3] or UNSUBSCRIBE with none [MQTT-3.10.3-2].
+    /// SUBSCRIBE with no topic filter [MQTT-3.8.3-3], UNSUBSCRIBE with none [MQTT-3.10.3-2], or
+    /// SUBACK with no return code (one per filter of the SUBSCRIBE [MQTT-3.9.3-1]).
     case noTopicFilters(PacketType)
     /// A client-side decoder received a packet only a client sends (or the reverse).
     case unexpectedPacket(PacketType)
@@ -112,7 +116,12 @@ public enum MQTTProtocolError: Error, Sendable, Hashable {
         case .invalidConnAckFlags: "MQTT-3.2.2-1"
         case .invalidConnectReturnCode: "MQTT-3.2.2-6"
         case .invalidSubAckReturnCode: "MQTT-3.9.3-2"
-        case .noTopicFilters(let type): type == .unsubscribe ? "MQTT-3.10.3-2" : "MQTT-3.8.3-3"
+        case .noTopicFilters(let type):
+            switch type {
+            case .unsubscribe: "MQTT-3.10.3-2"
+            case .suback: "MQTT-3.9.3-1"
+            default: "MQTT-3.8.3-3"
+            }
         case .unexpectedPacket: "MQTT-4.8.0-1"
         }
     }
