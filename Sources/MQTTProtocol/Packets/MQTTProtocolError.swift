@@ -41,7 +41,7 @@ public enum MQTTProtocolError: Error, Sendable, Hashable {
     case truncated(PacketType, field: PacketField)
     /// The remaining length holds bytes after the last field.
     case trailingBytes(PacketType, count: Int)
-    /// QoS 3 [MQTT-3.3.1-4], or a requested QoS above 2 in SUBSCRIBE [MQTT-3-8.3-4].
+    /// QoS 3 [MQTT-3.3.1-4], or a requested QoS above 2 in SUBSCRIBE [MQTT-3.8.3-4].
     case invalidQoS(field: PacketField, value: UInt8)
     /// DUP set on a QoS 0 PUBLISH [MQTT-3.3.1-2].
     case dupOnQoS0
@@ -97,7 +97,7 @@ public enum MQTTProtocolError: Error, Sendable, Hashable {
         case .packetTooLarge: "MQTT-2.2.3"
         case .truncated: "MQTT-2.2.3"
         case .trailingBytes: "MQTT-2.2.3"
-        case .invalidQoS(let field, _): field == .requestedQoS ? "MQTT-3-8.3-4" : "MQTT-3.3.1-4"
+        case .invalidQoS(let field, _): field == .requestedQoS ? "MQTT-3.8.3-4" : "MQTT-3.3.1-4"
         case .dupOnQoS0: "MQTT-3.3.1-2"
         case .zeroPacketID: "MQTT-2.3.1-1"
         case .invalidUTF8: "MQTT-1.5.3-1"
