@@ -291,6 +291,12 @@ final class ClientEngine: @unchecked Sendable {
         decodePending = true
     }
 
+    /// Cuts the transport without DISCONNECT, as a network failure would (tests: will
+    /// delivery, resend after a loss).
+    func simulateConnectionLoss() {
+        connection?.abort()
+    }
+
     // MARK: Inspection (loop thread)
 
     var connectionState: MQTTClientStateMachine.ConnectionState { machine.connectionState }
