@@ -70,6 +70,8 @@ public final class TCPConnection {
     private var aboveHighWater = false
     private var closeError: TransportError?
     private var registered = false
+    /// Write calls made (`uv_try_write` plus `uv_write`), for tests of the coalescing.
+    private(set) var writeCallCount = 0
 
     // Connecting.
     private var host = ""
@@ -187,6 +189,7 @@ public final class TCPConnection {
         }
         let stream = uvStream(tcp)
         var buffer = Self.uvBuffer(wire.readableRegion)
+        writeCallCount += 1
         let written = Int(uv_try_write(stream, &buffer, 1))
         if written == wire.readableBytes {
             wire.consume(written)
@@ -204,6 +207,7 @@ public final class TCPConnection {
         swap(&wire, &inFlight)
         writeInFlight = true
         buffer = Self.uvBuffer(inFlight.readableRegion)
+        writeCallCount += 1
         let status = uv_write(writeRequest, stream, &buffer, 1) { request, status in
             guard let data = request?.pointee.data else { return }
             Unmanaged<TCPConnection>.fromOpaque(data).takeUnretainedValue().didWrite(status: status)
@@ -548,6 +552,13 @@ public final class TCPConnection {
 
     // MARK: Connecting
 
+    func presetAddresses(_ preset: [sockaddr_storage]) {
+        addresses = preset
+    }
+
+    /// Whether the socket is being read (false while paused, and while the ring is full).
+    var isReadingFromSocket: Bool { reading }
+
     func beginConnect(host: String, port: Int, timeout: Duration?,
                       completion: @escaping (Result<TCPConnection, TransportError>) -> Void) {
         self.host = host
@@ -570,6 +581,12 @@ public final class TCPConnection {
         }
         guard (0...65535).contains(port) else {
             failConnect(.io(UVError(UV_EINVAL.rawValue)))
+            return
+        }
+        if !addresses.isEmpty {
+            // Preset by `connect(addresses:...)` (tests of the address fallback).
+            state = .connecting
+            attemptNextAddress()
             return
         }
         if let literal = SocketAddress.ipLiteral(host, port: port) {
@@ -760,6 +777,19 @@ extension EventLoop {
         assertInLoop()
         let connection = TCPConnection(loop: self, options: options, transform: transform)
         connection.beginConnect(host: host, port: port, timeout: timeout, completion: completion)
+        return connection
+    }
+
+    /// Connects to the first of several IP literals that accepts, as if a name had resolved to
+    /// them in this order (lets tests check the fallback to the next address). Loop thread only.
+    @discardableResult
+    func connect(addresses literals: [String], port: Int, timeout: Duration? = .seconds(10),
+                 options: TCPOptions = TCPOptions(),
+                 completion: @escaping (Result<TCPConnection, TransportError>) -> Void) -> TCPConnection {
+        assertInLoop()
+        let connection = TCPConnection(loop: self, options: options, transform: nil)
+        connection.presetAddresses(literals.compactMap { SocketAddress.ipLiteral($0, port: port) })
+        connection.beginConnect(host: literals.first ?? "", port: port, timeout: timeout, completion: completion)
         return connection
     }
 }

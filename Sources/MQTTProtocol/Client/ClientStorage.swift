@@ -208,3 +208,5 @@ struct PendingControl {
         }
     }
 }
+
+extension ClientRing: Sendable where Element: Sendable {}

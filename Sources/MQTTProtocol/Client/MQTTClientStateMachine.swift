@@ -17,7 +17,7 @@
 /// the in-flight window is a preallocated slot array with a reserved id index, received QoS 2
 /// ids live in a fixed bitmap, and stored messages keep the caller's `PublishPacket` (its topic
 /// and payload are retained, not copied).
-public struct MQTTClientStateMachine {
+public struct MQTTClientStateMachine: Sendable {
     /// The connection phase, for inspection.
     public enum ConnectionState: Sendable, Hashable {
         /// Not connected and not trying.
@@ -130,6 +130,11 @@ public struct MQTTClientStateMachine {
     /// Subscriptions the broker granted and that were not unsubscribed, in the order first
     /// granted, with the QoS requested; made again after a reconnect without session.
     public var activeSubscriptions: [TopicSubscription] { subscriptions }
+    /// When the next connection attempt starts, while waiting to reconnect.
+    public var nextReconnectAt: MQTTInstant? {
+        if case .waitingToReconnect(let at) = state { return at }
+        return nil
+    }
     /// The next reconnect attempt number (0 after a successful CONNACK).
     public var reconnectAttemptCount: Int { reconnectAttempt }
 
