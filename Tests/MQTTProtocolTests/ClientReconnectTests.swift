@@ -119,6 +119,29 @@ import Testing
         #expect(completions == [1, 3])
     }
 
+    @Test func aUserSubscribeWithoutTokenIsNotMistakenForAResubscription() throws {
+        var h = Harness(reconnect: ReconnectBackoff())
+        try h.establish()
+        let active = try h.subscribe([TopicSubscription(filter: "a", qos: .atMostOnce)])
+        h.suback(active, [.granted(.atMostOnce)])
+        h.transportFailed(.closedByPeer)
+        // Made while offline, nobody waits for its completion (nil token).
+        let user = try h.subscribe([TopicSubscription(filter: "u", qos: .atLeastOnce)])
+        _ = h.take()
+        for _ in 0..<2 {
+            h.advanceToNextAttempt()
+            h.transportConnected()
+            h.connack(sessionPresent: false)
+            let subscribes = h.take().compactMap(\.sentPacket).compactMap { packet -> SubscribePacket? in
+                if case .subscribe(let s) = packet { return s }
+                return nil
+            }
+            #expect(subscribes.map { $0.subscriptions.map(\.filter) } == [["a"], ["u"]])
+            #expect(subscribes.last?.packetID == user)
+            h.transportFailed(.closedByPeer)
+        }
+    }
+
     @Test func receivedQoS2IdsSurviveAReconnectWithSession() throws {
         var h = Harness(cleanSession: false, reconnect: ReconnectBackoff())
         try h.establish()

@@ -195,11 +195,21 @@ struct PendingControl {
     }
 
     var kind: Kind
-    /// Nil for the machine's own re-subscriptions.
+    /// The caller's token (nil when nobody waits; always nil for re-subscriptions).
     var token: MQTTRequestToken?
+    /// The machine's own re-subscription after a reconnect without session.
+    var isResubscription: Bool = false
     var sequence: UInt64
     /// Whether the packet went out on the current connection.
     var sent: Bool
+
+    init(kind: Kind, token: MQTTRequestToken?, isResubscription: Bool = false, sequence: UInt64, sent: Bool) {
+        self.kind = kind
+        self.token = token
+        self.isResubscription = isResubscription
+        self.sequence = sequence
+        self.sent = sent
+    }
 
     func packet(id: UInt16) -> Packet {
         switch kind {

@@ -36,9 +36,9 @@ extension MQTTClientStateMachine {
                 return
             }
             let sessionPresent: Bool
-            if connectPacket.cleanSession {
+            if sentConnect.cleanSession {
                 sessionPresent = false  // [MQTT-3.2.2-1]
-            } else if connectPacket.version == .v3_1 {
+            } else if sentConnect.version == .v3_1 {
                 sessionPresent = true
             } else {
                 sessionPresent = connack.sessionPresent
@@ -68,6 +68,11 @@ extension MQTTClientStateMachine {
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
     public mutating func receivedPublish(_ publish: PublishView, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        if publish.qos != .atMostOnce && publish.packetID == 0 {
+            // The decoder rejects this already [MQTT-2.3.1-1]; never acknowledge id 0.
+            receivedInvalidData(.zeroPacketID(.publish), now: now, into: &actions)
+            return
+        }
         guard acceptInbound(.publish, now: now, into: &actions) else { return }
         switch publish.qos {
         case .atMostOnce:
@@ -95,6 +100,10 @@ extension MQTTClientStateMachine {
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
     public mutating func receivedOversizePublish(qos: QoS, packetID: UInt16, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        if qos != .atMostOnce && packetID == 0 {
+            receivedInvalidData(.zeroPacketID(.publish), now: now, into: &actions)
+            return
+        }
         guard acceptInbound(.publish, now: now, into: &actions) else { return }
         switch qos {
         case .atMostOnce:
@@ -241,6 +250,30 @@ extension MQTTClientStateMachine {
         _ = acceptInbound(.pingresp, now: now, into: &actions)
     }
 
+    /// A packet only a client sends (CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT)
+    /// arrived from the broker [MQTT-4.8.0-1].
+    ///
+    /// As the first packet, the attempt fails with ``MQTTConnectionFailure/notConnAck(_:)``
+    /// (reason -4) [MQTT-3.2.0-1]; later, the connection ends with
+    /// ``MQTTConnectionFailure/protocolError(_:)``. The transport is closed either way.
+    ///
+    /// - Parameters:
+    ///   - type: The packet's type.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func receivedUnexpectedPacket(_ type: PacketType, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        switch state {
+        case .awaitingConnAck:
+            connectionEnded(.notConnAck(type), closeTransport: true, now: now, into: &actions)
+            updateDeadline()
+        case .connected:
+            connectionEnded(.protocolError(.unexpectedPacket(type)), closeTransport: true, now: now, into: &actions)
+            updateDeadline()
+        case .idle, .connectingTransport, .waitingToReconnect:
+            return
+        }
+    }
+
     // MARK: Helpers
 
     /// Checks that a packet other than CONNACK may arrive now and records the sign of life.
@@ -282,7 +315,7 @@ extension MQTTClientStateMachine {
             inboundQoS2.removeAll()
             // Re-subscriptions of an earlier connection that never got their SUBACK are
             // replaced by this round.
-            for (id, control) in controls where control.token == nil {
+            for (id, control) in controls where control.isResubscription {
                 controls[id] = nil
             }
             var start = 0
@@ -292,7 +325,7 @@ extension MQTTClientStateMachine {
                 start = end
                 guard let id = allocatePacketID() else { break }
                 sequence &+= 1
-                controls[id] = PendingControl(kind: .subscribe(chunk), token: nil, sequence: sequence, sent: true)
+                controls[id] = PendingControl(kind: .subscribe(chunk), token: nil, isResubscription: true, sequence: sequence, sent: true)
                 send(.subscribe(SubscribePacket(packetID: id, subscriptions: chunk)), now: now, into: &actions)
             }
             let unacknowledged = inflight.removeAll()
