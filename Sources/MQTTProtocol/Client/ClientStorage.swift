@@ -95,7 +95,7 @@ enum OutgoingPhase: Sendable, Hashable {
     case awaitingPubAck
     /// QoS 2 PUBLISH sent, waiting for PUBREC.
     case awaitingPubRec
-    /// QoS 2 PUBREL sent, waiting for PUBCOMP. The payload is no longer needed.
+    /// QoS 2 PUBREL sent, waiting for PUBCOMP.
     case awaitingPubComp
 }
 
@@ -149,11 +149,11 @@ struct InflightTable {
         slotByID[message.message.packetID] = slot
     }
 
-    /// Moves a QoS 2 message past PUBREC and drops its payload.
+    /// Moves a QoS 2 message past PUBREC. The payload is kept: if the session is lost before
+    /// PUBCOMP, the message is published again.
     mutating func markReleased(_ id: UInt16) {
         guard let slot = slotByID[id] else { return }
         slots[slot]?.phase = .awaitingPubComp
-        slots[slot]?.message.payload = []
     }
 
     mutating func markDuplicate(_ id: UInt16) {

@@ -14,11 +14,11 @@ extension MQTTClientStateMachine {
     /// and PUBREL for those past PUBREC, all in their original order [MQTT-4.4.0-1],
     /// [MQTT-4.6.0-1], [MQTT-2.3.1-3], [MQTT-3.3.1-1]; received QoS 2 ids awaiting PUBREL are
     /// kept. Without a session: received QoS 2 ids are forgotten, every active subscription is
-    /// made again, and unacknowledged QoS 1 / 2 messages go back to the front of the queue to be
-    /// published again with new ids; a QoS 2 message past PUBREC counts as delivered (the
-    /// broker took it, and [MQTT-4.3.3-1] forbids sending its PUBLISH again after PUBREL) and
-    /// completes. Then pending SUBSCRIBE / UNSUBSCRIBE requests are (re)sent with their ids, and
-    /// the queue drains into the window.
+    /// made again, and every unacknowledged QoS 1 / 2 message (QoS 2 past PUBREC included: the
+    /// new session knows nothing of it, and a broker that releases QoS 2 at PUBREL never
+    /// delivered it if the PUBREL was lost) goes back to the front of the queue, in order, to
+    /// be published again with a new id, so none is lost. Then pending SUBSCRIBE / UNSUBSCRIBE
+    /// requests are (re)sent with their ids, and the queue drains into the window.
     ///
     /// A CONNACK while connected breaks the protocol and ends the connection.
     ///
@@ -328,11 +328,12 @@ extension MQTTClientStateMachine {
                 controls[id] = PendingControl(kind: .subscribe(chunk), token: nil, isResubscription: true, sequence: sequence, sent: true)
                 send(.subscribe(SubscribePacket(packetID: id, subscriptions: chunk)), now: now, into: &actions)
             }
-            let unacknowledged = inflight.removeAll()
-            for outgoing in unacknowledged where outgoing.phase == .awaitingPubComp {
-                actions.append(.publishCompleted(outgoing.token, packetID: outgoing.message.packetID, qos: .exactlyOnce))
-            }
-            for outgoing in unacknowledged.reversed() where outgoing.phase != .awaitingPubComp {
+            // Every message without its final ack is published again, QoS 2 past PUBREC too:
+            // a broker that releases QoS 2 at PUBREL (mosquitto does) never delivered it if the
+            // PUBREL did not reach it before the session was lost. (A duplicate is possible
+            // only if the broker delivered it and its PUBCOMP was lost; without the session,
+            // exactly-once cannot be told apart, and losing it would break the QoS promise.)
+            for outgoing in inflight.removeAll().reversed() {
                 var packet = outgoing.message
                 packet.dup = false
                 packet.packetID = 0
