@@ -189,6 +189,41 @@ import Testing
         #expect(h.machine.queuedMessageCount == 0 && h.machine.queuedByteCount == 0)
     }
 
+    @Test func deadBrokerWithReconnectOnGoesOfflineThenResends() throws {
+        var h = Harness(keepAlive: 10, cleanSession: false, reconnect: ReconnectBackoff())
+        try h.establish()
+        try h.publish("a", [1], qos: .atLeastOnce, token: 1)
+        _ = h.take()
+        h.advance(by: .seconds(15))
+        #expect(h.take() == [.send(.pingreq), .closeTransport, .offline(.keepAliveTimeout, willReconnect: true)])
+        #expect(h.machine.inflightCount == 1)
+        // Bytes of the dead connection arriving late are ignored.
+        h.puback(1)
+        h.receive(topic: "x", payload: [], qos: .atLeastOnce, packetID: 3)
+        #expect(h.take() == [])
+        h.advanceToNextAttempt()
+        h.transportConnected()
+        h.connack(sessionPresent: true)
+        #expect(h.take().compactMap(\.sentPacket).dropFirst() == [
+            .publish(PublishPacket(topic: "a", payload: [1], qos: .atLeastOnce, dup: true, packetID: 1)),
+        ])
+    }
+
+    @Test func closeWhileWaitingToReconnectStopsAndFailsRequests() throws {
+        var h = Harness(reconnect: ReconnectBackoff())
+        try h.establish()
+        h.transportFailed(.closedByPeer)
+        try h.publish("a", qos: .atLeastOnce, token: 4)
+        _ = h.take()
+        h.close()
+        // "offline" was reported at the loss; the close only fails what waits.
+        #expect(h.take() == [.failed(MQTTRequestToken(4), .closed)])
+        #expect(h.machine.connectionState == .idle)
+        #expect(h.machine.deadline == nil)
+        h.advance(by: .seconds(600))
+        #expect(h.take() == [])
+    }
+
     @Test func offlineWithReconnectOffIsAnError() throws {
         var h = Harness()
         #expect(throws: MQTTClientError.notConnected) { try h.publish("a", qos: .atLeastOnce) }

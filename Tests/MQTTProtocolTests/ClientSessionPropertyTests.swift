@@ -164,3 +164,140 @@ struct BrokerModel {
         }
     }
 }
+
+/// A broker model for messages to the client: QoS 1 and 2 with ids, resent with DUP (and
+/// PUBREL resent) after a reconnect with the session kept, as [MQTT-4.4.0-1] asks.
+struct SendingBrokerModel {
+    enum Phase { case awaitingAck, awaitingPubRec, awaitingPubComp }
+    struct Outgoing { var id: UInt16; var qos: QoS; var token: UInt64; var phase: Phase }
+    var inFlight: [Outgoing] = []  // in order of first transmission
+    var nextID: UInt16 = 1
+
+    mutating func publish(token: UInt64, qos: QoS) -> Packet {
+        let id = nextID
+        nextID = nextID == 65_535 ? 1 : nextID + 1
+        inFlight.append(Outgoing(id: id, qos: qos, token: token, phase: qos == .atLeastOnce ? .awaitingAck : .awaitingPubRec))
+        return .publish(PublishPacket(topic: "in", payload: [UInt8(token >> 8 & 0xFF), UInt8(token & 0xFF)], qos: qos, packetID: id))
+    }
+
+    mutating func receive(_ packet: Packet) -> Packet? {
+        switch packet {
+        case .puback(let id):
+            inFlight.removeAll { $0.id == id && $0.phase == .awaitingAck }
+        case .pubrec(let id):
+            if let i = inFlight.firstIndex(where: { $0.id == id }) {
+                inFlight[i].phase = .awaitingPubComp
+                return .pubrel(packetID: id)
+            }
+        case .pubcomp(let id):
+            inFlight.removeAll { $0.id == id && $0.phase == .awaitingPubComp }
+        default:
+            break
+        }
+        return nil
+    }
+
+    func resend() -> [Packet] {
+        inFlight.map { o in
+            switch o.phase {
+            case .awaitingAck, .awaitingPubRec:
+                .publish(PublishPacket(topic: "in", payload: [UInt8(o.token >> 8 & 0xFF), UInt8(o.token & 0xFF)], qos: o.qos, dup: true, packetID: o.id))
+            case .awaitingPubComp:
+                .pubrel(packetID: o.id)
+            }
+        }
+    }
+}
+
+extension ClientSessionPropertyTests {
+    /// The broker sends QoS 1 and 2 messages while the link is cut at random; with the session
+    /// kept, every QoS 2 message is delivered to the application exactly once and every QoS 1
+    /// message at least once.
+    @Test func incomingQoS2IsDeliveredExactlyOnceAcrossCuts() throws {
+        var rng = SplitMix(seed: 5)
+        for _ in 0..<40 {
+            var h = Harness(keepAlive: 0, cleanSession: false, reconnect: ReconnectBackoff())
+            var broker = SendingBrokerModel()
+            var toBroker: [Packet] = []
+            var toClient: [Packet] = []
+            var sent: [UInt64: QoS] = [:]
+            var delivered: [UInt64: Int] = [:]
+            var nextToken: UInt64 = 1
+            try h.establish()
+
+            func collect(_ h: inout Harness) {
+                for record in h.take() {
+                    switch record {
+                    case .send(let packet):
+                        if case .connect = packet { continue }
+                        toBroker.append(packet)
+                    case .deliver(_, let payload, _, _, _):
+                        delivered[BrokerModel.token(of: payload), default: 0] += 1
+                    default:
+                        break
+                    }
+                }
+            }
+
+            func feed(_ h: inout Harness, _ packet: Packet) {
+                switch packet {
+                case .publish(let p): h.receive(topic: p.topic, payload: p.payload, qos: p.qos, packetID: p.packetID, dup: p.dup)
+                case .pubrel(let id): h.pubrel(id)
+                default: break
+                }
+            }
+
+            func reconnect(_ h: inout Harness) {
+                h.advanceToNextAttempt()
+                h.transportConnected()
+                h.connack(sessionPresent: true)
+                toClient.append(contentsOf: broker.resend())
+            }
+
+            for _ in 0..<300 {
+                let connected = h.machine.connectionState == .connected
+                switch rng.below(10) {
+                case 0...2 where connected && broker.inFlight.count < 20:
+                    let token = nextToken
+                    nextToken += 1
+                    let qos: QoS = rng.below(3) == 0 ? .atLeastOnce : .exactlyOnce
+                    sent[token] = qos
+                    toClient.append(broker.publish(token: token, qos: qos))
+                case 3...5 where connected:
+                    for _ in 0..<rng.below(4) where !toClient.isEmpty { feed(&h, toClient.removeFirst()) }
+                case 6...7 where connected:
+                    for _ in 0..<rng.below(4) where !toBroker.isEmpty {
+                        if let answer = broker.receive(toBroker.removeFirst()) { toClient.append(answer) }
+                    }
+                case 8 where connected:
+                    if rng.below(3) == 0 {
+                        toBroker.removeAll()
+                        toClient.removeAll()
+                        h.transportFailed(.closedByPeer)
+                    }
+                default:
+                    if h.machine.connectionState == .waitingToReconnect { reconnect(&h) }
+                }
+                collect(&h)
+            }
+            var rounds = 0
+            while rounds < 1_000 && (h.machine.connectionState != .connected || !broker.inFlight.isEmpty) {
+                rounds += 1
+                if h.machine.connectionState == .waitingToReconnect { reconnect(&h) }
+                while !toClient.isEmpty { feed(&h, toClient.removeFirst()) }
+                collect(&h)
+                while !toBroker.isEmpty { if let answer = broker.receive(toBroker.removeFirst()) { toClient.append(answer) } }
+            }
+            #expect(rounds < 1_000)
+            #expect(h.machine.awaitingReleaseCount == 0)
+            for (token, qos) in sent {
+                let count = delivered[token] ?? 0
+                if qos == .exactlyOnce {
+                    #expect(count == 1, "QoS 2 message \(token) delivered \(count) times")
+                } else {
+                    #expect(count >= 1, "QoS 1 message \(token) lost")
+                }
+            }
+        }
+    }
+}
