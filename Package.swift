@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "UVMQTT", targets: ["UVMQTT"]),
         .library(name: "MQTTProtocol", targets: ["MQTTProtocol"]),
         .library(name: "UVReactor", targets: ["UVReactor"]),
+        .library(name: "RingBuffers", targets: ["RingBuffers"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),

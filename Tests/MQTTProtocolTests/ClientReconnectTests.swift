@@ -89,11 +89,13 @@ import Testing
         #expect(packet.subscriptions == [TopicSubscription(filter: "s/#", qos: .atLeastOnce), TopicSubscription(filter: "r", qos: .atMostOnce)])
         #expect(Array(sends.dropFirst()).first == .subscribe(SubscribePacket(packetID: pending, subscriptions: [TopicSubscription(filter: "p", qos: .exactlyOnce)])))
         let republished = sends.compactMap(\.publish)
-        #expect(republished.map(\.topic) == ["a", "c"])
+        // All three, "b" (past PUBREC) included: the new session knows none of them.
+        #expect(republished.map(\.topic) == ["a", "b", "c"])
+        #expect(republished.map(\.payload) == [[1], [2], [3]])
         #expect(republished.allSatisfy { !$0.dup && $0.packetID != 0 })
-        #expect(Set(republished.map(\.packetID)).count == 2)
-        // "b" was past PUBREC: the broker has it; it completes rather than being sent twice.
-        #expect(log.contains(.published(MQTTRequestToken(2), packetID: idB, qos: .exactlyOnce)))
+        #expect(Set(republished.map(\.packetID)).count == 3)
+        #expect(!sends.contains(.pubrel(packetID: idB)))
+        #expect(!log.contains { if case .published = $0 { true } else { false } })
         #expect(log.last == .connected(sessionPresent: false))
         // Received QoS 2 ids are forgotten with the session: id 40 is a new message now.
         #expect(h.machine.awaitingReleaseCount == 0)
@@ -116,7 +118,30 @@ import Testing
             if case .published(let token, _, _) = record { return token?.rawValue }
             return nil
         }
-        #expect(completions == [1, 3])
+        #expect(completions == [1, 2, 3])
+    }
+
+    @Test func aUserSubscribeWithoutTokenIsNotMistakenForAResubscription() throws {
+        var h = Harness(reconnect: ReconnectBackoff())
+        try h.establish()
+        let active = try h.subscribe([TopicSubscription(filter: "a", qos: .atMostOnce)])
+        h.suback(active, [.granted(.atMostOnce)])
+        h.transportFailed(.closedByPeer)
+        // Made while offline, nobody waits for its completion (nil token).
+        let user = try h.subscribe([TopicSubscription(filter: "u", qos: .atLeastOnce)])
+        _ = h.take()
+        for _ in 0..<2 {
+            h.advanceToNextAttempt()
+            h.transportConnected()
+            h.connack(sessionPresent: false)
+            let subscribes = h.take().compactMap(\.sentPacket).compactMap { packet -> SubscribePacket? in
+                if case .subscribe(let s) = packet { return s }
+                return nil
+            }
+            #expect(subscribes.map { $0.subscriptions.map(\.filter) } == [["a"], ["u"]])
+            #expect(subscribes.last?.packetID == user)
+            h.transportFailed(.closedByPeer)
+        }
     }
 
     @Test func receivedQoS2IdsSurviveAReconnectWithSession() throws {
@@ -162,6 +187,41 @@ import Testing
         h.puback(sends[0].packetID)
         #expect(h.take().compactMap(\.sentPacket).compactMap(\.publish).map(\.topic) == ["e"])
         #expect(h.machine.queuedMessageCount == 0 && h.machine.queuedByteCount == 0)
+    }
+
+    @Test func deadBrokerWithReconnectOnGoesOfflineThenResends() throws {
+        var h = Harness(keepAlive: 10, cleanSession: false, reconnect: ReconnectBackoff())
+        try h.establish()
+        try h.publish("a", [1], qos: .atLeastOnce, token: 1)
+        _ = h.take()
+        h.advance(by: .seconds(15))
+        #expect(h.take() == [.send(.pingreq), .closeTransport, .offline(.keepAliveTimeout, willReconnect: true)])
+        #expect(h.machine.inflightCount == 1)
+        // Bytes of the dead connection arriving late are ignored.
+        h.puback(1)
+        h.receive(topic: "x", payload: [], qos: .atLeastOnce, packetID: 3)
+        #expect(h.take() == [])
+        h.advanceToNextAttempt()
+        h.transportConnected()
+        h.connack(sessionPresent: true)
+        #expect(h.take().compactMap(\.sentPacket).dropFirst() == [
+            .publish(PublishPacket(topic: "a", payload: [1], qos: .atLeastOnce, dup: true, packetID: 1)),
+        ])
+    }
+
+    @Test func closeWhileWaitingToReconnectStopsAndFailsRequests() throws {
+        var h = Harness(reconnect: ReconnectBackoff())
+        try h.establish()
+        h.transportFailed(.closedByPeer)
+        try h.publish("a", qos: .atLeastOnce, token: 4)
+        _ = h.take()
+        h.close()
+        // "offline" was reported at the loss; the close only fails what waits.
+        #expect(h.take() == [.failed(MQTTRequestToken(4), .closed)])
+        #expect(h.machine.connectionState == .idle)
+        #expect(h.machine.deadline == nil)
+        h.advance(by: .seconds(600))
+        #expect(h.take() == [])
     }
 
     @Test func offlineWithReconnectOffIsAnError() throws {

@@ -117,10 +117,62 @@ import Testing
                     client.write([1, 2, 3])   // ignored after close
                 }
             }
-            #expect(await clientSide.wait() == .some(nil))
+            let client = await clientSide.wait()
+            #expect(client == .some(nil), "client closed with \(String(describing: client))")
             let server = try #require(await serverSide.wait())
             #expect(server.0 == total)
             #expect(server.1 == .closedByPeer)
+        }
+    }
+
+    /// `close()` while the peer is still sending: the closing side keeps reading (and drops the
+    /// bytes) until the peer's end of stream, so the peer sees an orderly end, not a reset.
+    @Test func gracefulCloseWhilePeerSends() async throws {
+        try await withLoop { loop in
+            let serverSide = Outcome<TransportError?>()
+            let clientSide = Outcome<TransportError?>()
+            loop.execute {
+                guard let listener = try? loop.listen(onAccept: { connection in
+                    connection.write(Pattern.bytes(seed: 5, count: 1024 * 1024))
+                    connection.onClose = { error in serverSide.fulfil(error) }
+                }) else { return clientSide.fulfil(.connectTimeout) }
+                loop.connect(host: "127.0.0.1", port: listener.port) { result in
+                    listener.close()
+                    guard case .success(let client) = result else { return clientSide.fulfil(.connectTimeout) }
+                    client.onClose = { error in clientSide.fulfil(error) }
+                    client.onRead = { client in
+                        // Close after the first bytes, with most of the megabyte still coming.
+                        client.inbound.consume(client.inbound.readableBytes)
+                        client.close()
+                    }
+                }
+            }
+            #expect(await clientSide.wait() == .some(nil))
+            #expect(await serverSide.wait() == .some(.closedByPeer))
+        }
+    }
+
+    /// A peer that closes with unread bytes sends a reset: reported as `connectionReset`. The
+    /// side that aborts reports nil.
+    @Test func resetByPeerAndLocalAbort() async throws {
+        try await withLoop { loop in
+            let clientSide = Outcome<TransportError?>()
+            let serverSide = Outcome<TransportError?>()
+            loop.execute {
+                guard let listener = try? loop.listen(onAccept: { connection in
+                    connection.pauseReading()   // leave the client's bytes unread
+                    connection.onClose = { error in serverSide.fulfil(error) }
+                    loop.scheduleTimer(after: .milliseconds(50)) { connection.abort() }
+                }) else { return clientSide.fulfil(.connectTimeout) }
+                loop.connect(host: "127.0.0.1", port: listener.port) { result in
+                    listener.close()
+                    guard case .success(let client) = result else { return clientSide.fulfil(.connectTimeout) }
+                    client.onClose = { error in clientSide.fulfil(error) }
+                    client.write([UInt8](repeating: 7, count: 1000))
+                }
+            }
+            #expect(await serverSide.wait() == .some(nil))
+            #expect(await clientSide.wait() == .some(.connectionReset))
         }
     }
 

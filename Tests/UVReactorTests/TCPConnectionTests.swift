@@ -131,6 +131,25 @@ struct TransferReport: Sendable, Equatable {
         }
     }
 
+    /// Bytes written through the returned connection before it is established go out once it is.
+    @Test func writeBeforeConnected() async throws {
+        try await withLoop { loop in
+            let reply = Outcome<[UInt8]>()
+            loop.execute {
+                guard let listener = try? startEchoServer(on: loop) else { return reply.fulfil([]) }
+                let connection = loop.connect(host: "127.0.0.1", port: listener.port) { _ in }
+                connection.write([4, 2])
+                connection.onRead = { connection in
+                    guard connection.inbound.readableBytes >= 2 else { return }
+                    reply.fulfil(connection.inbound.readBytes(count: 2))
+                    connection.abort()
+                    listener.close()
+                }
+            }
+            #expect(await reply.wait() == [4, 2])
+        }
+    }
+
     @Test func refusedPort() async throws {
         try await withLoop { loop in
             let outcome = Outcome<TransportError?>()

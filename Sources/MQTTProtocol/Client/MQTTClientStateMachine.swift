@@ -49,6 +49,8 @@ public struct MQTTClientStateMachine: Sendable {
     }
 
     /// The CONNECT packet sent at the next attempt (will, credentials, clean session...).
+    /// Changing it does not affect the current connection, which keeps the keepalive, clean
+    /// session and version of the CONNECT it sent.
     public var connectPacket: ConnectPacket
     /// The reconnect policy applied from the next failure on; nil turns reconnect off.
     public var reconnect: ReconnectBackoff?
@@ -59,6 +61,8 @@ public struct MQTTClientStateMachine: Sendable {
     let maxPendingRequests: Int
 
     var state: State = .idle
+    /// The CONNECT of the current attempt or connection.
+    var sentConnect: ConnectPacket
     var keepalive = KeepaliveClock()
     var armed: MQTTTimerDeadline?
     var generation: UInt64 = 0
@@ -82,6 +86,7 @@ public struct MQTTClientStateMachine: Sendable {
     /// - Parameter configuration: Connect packet, timeouts, window and queue bounds, reconnect.
     public init(configuration: MQTTClientConfiguration) {
         connectPacket = configuration.connect
+        sentConnect = configuration.connect
         reconnect = configuration.reconnect
         connectTimeout = configuration.connectTimeout
         maxQueuedMessages = max(0, configuration.maxQueuedMessages)
@@ -138,7 +143,7 @@ public struct MQTTClientStateMachine: Sendable {
     /// The next reconnect attempt number (0 after a successful CONNACK).
     public var reconnectAttemptCount: Int { reconnectAttempt }
 
-    var keepAliveInterval: Duration { .seconds(Int(connectPacket.keepAlive)) }
+    var keepAliveInterval: Duration { .seconds(Int(sentConnect.keepAlive)) }
 
     var isConnected: Bool {
         if case .connected = state { return true }
@@ -315,6 +320,7 @@ public struct MQTTClientStateMachine: Sendable {
         guard case .connectingTransport = state else { return }
         keepalive = KeepaliveClock(lastSent: now, lastReceived: now, pingSentAt: nil)
         state = .awaitingConnAck(deadline: now + connectTimeout)
+        sentConnect = connectPacket
         send(.connect(connectPacket), now: now, into: &actions)
         updateDeadline()
     }
@@ -378,7 +384,7 @@ public struct MQTTClientStateMachine: Sendable {
                 startAttempt(now: now, into: &actions)
             }
         case .connected:
-            guard connectPacket.keepAlive > 0 else { return }
+            guard sentConnect.keepAlive > 0 else { return }
             let interval = keepAliveInterval
             if let pingSentAt = keepalive.pingSentAt {
                 if now >= pingSentAt + interval / 2 {
@@ -478,7 +484,7 @@ public struct MQTTClientStateMachine: Sendable {
         case .waitingToReconnect(let at):
             desired = at
         case .connected:
-            if connectPacket.keepAlive == 0 {
+            if sentConnect.keepAlive == 0 {
                 desired = nil
             } else if let pingSentAt = keepalive.pingSentAt {
                 desired = pingSentAt + keepAliveInterval / 2
