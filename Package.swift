@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "UVMQTT", targets: ["UVMQTT"]),
         .library(name: "MQTTProtocol", targets: ["MQTTProtocol"]),
         .library(name: "UVReactor", targets: ["UVReactor"]),
+        .library(name: "RingBuffers", targets: ["RingBuffers"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
@@ -65,6 +66,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: Demo (`make demo`): the README's first example against a local broker.
+        .executableTarget(
+            name: "Demo",
+            dependencies: ["UVMQTT"],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Tests
         .testTarget(
             name: "MQTTProtocolTests",
@@ -74,6 +82,11 @@ let package = Package(
         .testTarget(
             name: "UVReactorTests",
             dependencies: ["UVReactor", "RingBuffers"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "UVMQTTTests",
+            dependencies: ["UVMQTT", "MQTTProtocol", "UVReactor", "RingBuffers"],
             swiftSettings: swiftSettings
         ),
     ],

@@ -61,7 +61,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let offset = Int(data[1])
     let stream = UnsafeRawBufferPointer(start: data + 2, count: size - 2)
 
-    let whole = run(stream, version: version, maximumPacketSize: maximumPacketSize, capacity: 1 << 16, chunk: 1 << 20, offset: 0)
+    let whole = run(stream, version: version, maximumPacketSize: maximumPacketSize, capacity: 256, chunk: 1 << 20, offset: 0)
     let chunked = run(stream, version: version, maximumPacketSize: maximumPacketSize, capacity: capacity, chunk: chunk, offset: offset)
     // A ring that stops growing (maximum 64 KiB) can lower the limit: compare only when the
     // stream fits the ring whole.
@@ -75,7 +75,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         } catch {
             fatalError("decoded packet does not re-encode: \(packet): \(error)")
         }
-        let again = run(buffer.readableRegion, version: version, maximumPacketSize: 1 << 20, capacity: 1 << 16, chunk: 1 << 20, offset: 0)
+        let again = run(buffer.readableRegion, version: version, maximumPacketSize: 1 << 20, capacity: 256, chunk: 1 << 20, offset: 0)
         if again.packets != [packet] || again.error != nil {
             fatalError("re-encoded packet decodes differently: \(packet) vs \(again)")
         }

@@ -182,6 +182,46 @@ import Testing
         #expect(h.take() == [.closeTransport, .offline(.protocolError(.unexpectedPacket(.connack)), willReconnect: false)])
     }
 
+    @Test func clientOnlyPacketsFromTheBrokerEndTheConnection() throws {
+        for type in [PacketType.connect, .subscribe, .unsubscribe, .pingreq, .disconnect] {
+            var h = Harness()
+            try h.connect()
+            h.transportConnected()
+            _ = h.take()
+            h.machine.receivedUnexpectedPacket(type, now: h.now, into: &h.actions)
+            h.record()
+            #expect(h.take() == [.closeTransport, .connectFailed(.notConnAck(type), willRetry: false)])
+            try h.establish()
+            h.machine.receivedUnexpectedPacket(type, now: h.now, into: &h.actions)
+            h.record()
+            #expect(h.take() == [.closeTransport, .offline(.protocolError(.unexpectedPacket(type)), willReconnect: false)])
+        }
+    }
+
+    @Test func aZeroPacketIDIsAProtocolErrorNeverAcknowledged() throws {
+        var h = Harness()
+        try h.establish()
+        h.receive(topic: "t", payload: [], qos: .atLeastOnce, packetID: 0)
+        #expect(h.take() == [.closeTransport, .offline(.protocolError(.zeroPacketID(.publish)), willReconnect: false)])
+    }
+
+    @Test func changingTheConnectPacketAffectsOnlyTheNextConnection() throws {
+        var h = Harness(keepAlive: 10, cleanSession: false)
+        try h.establish()
+        h.machine.connectPacket.keepAlive = 0
+        h.machine.connectPacket.cleanSession = true
+        h.advance(by: .seconds(10))
+        #expect(h.take() == [.send(.pingreq)])
+        h.close()
+        try h.connect()
+        h.transportConnected()
+        h.connack(sessionPresent: true)
+        let log = h.take()
+        #expect(log.contains(.send(.connect(ConnectPacket(clientID: "c1", cleanSession: true, keepAlive: 0)))))
+        #expect(log.last == .connected(sessionPresent: false))
+        #expect(h.machine.deadline == nil)
+    }
+
     @Test func lossWithReconnectOffFailsOutstandingRequests() throws {
         var h = Harness()
         try h.establish()

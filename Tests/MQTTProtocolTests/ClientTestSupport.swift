@@ -114,6 +114,19 @@ struct Harness {
         now = target
     }
 
+    /// Advances through timer fires until the waiting machine starts its next attempt; returns
+    /// the time waited.
+    @discardableResult
+    mutating func advanceToNextAttempt() -> Duration {
+        let start = now
+        var rounds = 0
+        while machine.connectionState == .waitingToReconnect, let deadline = machine.deadline, rounds < 100 {
+            rounds += 1
+            advance(by: deadline.at - now)
+        }
+        return now - start
+    }
+
     mutating func connect() throws(MQTTClientError) {
         try machine.connect(now: now, into: &actions)
         record()

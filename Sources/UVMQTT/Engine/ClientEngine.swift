@@ -1,0 +1,628 @@
+import Logging
+import MQTTProtocol
+import RingBuffers
+import UVReactor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The per-client engine: owns the state machine, the decoder, the connection and the one
+/// deadline timer, and runs on the event loop thread only.
+///
+/// It forwards every event (bytes decoded into packets, the timer, a user request, the socket
+/// closing) to ``MQTTClientStateMachine`` and carries out the returned actions in one `switch`
+/// (``perform(_:)``). Both API faces (``NodeMCUClient``, ``MQTTClient``) are thin fronts over it.
+///
+/// Re-entrancy: callbacks run while the engine dispatches actions (a message handler, a
+/// completion). A request made from inside one (publish from a message handler, connect from
+/// a failure handler) is queued and runs right after the current batch of actions, never in
+/// the middle of it, so the action list being walked is never mutated and the order of the
+/// machine's actions is kept. Requests from other threads hop to the loop with
+/// `EventLoop.execute` (several calls before the loop wakes run in one batch).
+///
+/// Per received message: no allocation (the packet is decoded in place, the machine's action
+/// list is reused, the message callback gets a view into the ring), no lock, no thread hop.
+/// Writes are coalesced: packets are encoded into the connection's outbound buffer and flushed
+/// once per dispatch; the reactor writes everything flushed in one loop iteration together.
+final class ClientEngine: @unchecked Sendable {
+    typealias PublishCompletion = @Sendable (Result<Void, MQTTClientError>) -> Void
+    typealias SubscribeCompletion = @Sendable (Result<[SubAckReturnCode], MQTTClientError>) -> Void
+    typealias ConnectCompletion = @Sendable (Result<Bool, MQTTConnectionFailure>) -> Void
+
+    enum Completion {
+        case publish(PublishCompletion)
+        case subscribe(SubscribeCompletion)
+        case unsubscribe(PublishCompletion)
+    }
+
+    /// The NodeMCU `on` events, one handler each. Set and called on the loop thread.
+    struct Handlers {
+        var connect: (@Sendable (_ sessionPresent: Bool) -> Void)?
+        var connfail: (@Sendable (MQTTConnectionFailure) -> Void)?
+        var offline: (@Sendable (MQTTConnectionFailure) -> Void)?
+        var message: (@Sendable (MQTTMessageView) -> Void)?
+        var overflow: (@Sendable (MQTTMessageView) -> Void)?
+        var puback: (@Sendable (_ packetID: UInt16) -> Void)?
+        var suback: (@Sendable (_ returnCodes: [SubAckReturnCode]) -> Void)?
+        var unsuback: (@Sendable (_ packetID: UInt16) -> Void)?
+    }
+
+    let loop: EventLoop
+    private(set) var options: MQTTClientOptions
+    let logger: Logger
+    /// Whether a connect was requested and has not finally ended (no further retry): checked and
+    /// set by the fronts under the lock so that a second connect is an error at once.
+    let active = Locked(false)
+
+    private var machine: MQTTClientStateMachine
+    private var actions = MQTTClientActions(capacity: 64)
+    private var decoder: MQTTDecoder
+    private var server: MQTTServer?
+    private var tlsContext: TLSContext?
+    private var connection: TCPConnection?
+    /// Identifies the current transport; callbacks of an older one are ignored.
+    private var transportID: UInt64 = 0
+    private var timer: LoopTimer?
+    private var armedGeneration: UInt64?
+    private var needsFlush = false
+
+    private var dispatching = false
+    private var deferred: [(ClientEngine) -> Void] = []
+    private var decodePending = false
+    /// The oversize PUBLISH being dispatched (for the `overflow` event's view).
+    private var currentOversize: OversizePublishView?
+
+    var handlers = Handlers()
+    private var pendingConnect: ConnectCompletion?
+    private var stopRetryingOnFirstFailure = false
+    private var completions: [UInt64: Completion] = [:]
+    private var nextToken: UInt64 = 1
+
+    private var streams: [MessageBuffer] = []
+    private var pausedByConsumer = false
+    private var shutDown = false
+
+    init(options: MQTTClientOptions, loop: EventLoop, logger: Logger) {
+        self.options = options
+        self.loop = loop
+        self.logger = logger
+        // Jitter must differ between clients (so they do not reconnect in lock step).
+        let seed = UInt64.random(in: .min ... .max)
+        self.machine = MQTTClientStateMachine(configuration: options.machineConfiguration(reconnect: false, jitterSeed: seed))
+        self.decoder = MQTTDecoder(maximumPacketSize: options.maximumIncomingPacketSize, version: options.protocolVersion)
+        completions.reserveCapacity(64)
+    }
+
+    // MARK: Entry points
+
+    /// Runs `work` on the loop thread: inline when already there, else through `execute`.
+    func submit(_ work: @escaping @Sendable (ClientEngine) -> Void) {
+        if loop.inEventLoop {
+            event(work)
+        } else {
+            loop.execute { [self] in event(work) }
+        }
+    }
+
+    /// Runs one event on the loop thread, then carries out the actions it produced. Called
+    /// during a dispatch (from a callback), the event waits until the current batch is done.
+    func event(_ body: @escaping (ClientEngine) -> Void) {
+        if dispatching {
+            deferred.append(body)
+            return
+        }
+        dispatching = true
+        body(self)
+        performActions()
+        runDeferred()
+        dispatching = false
+        finishDispatch()
+    }
+
+    private func runDeferred() {
+        var index = 0
+        while index < deferred.count {
+            let work = deferred[index]
+            index += 1
+            work(self)
+            performActions()
+        }
+        deferred.removeAll(keepingCapacity: true)
+    }
+
+    /// After a dispatch: flush the coalesced writes, re-arm the timer, decode what a resumed
+    /// read left.
+    private func finishDispatch() {
+        if needsFlush {
+            needsFlush = false
+            connection?.flush()
+        }
+        updateTimer()
+        if decodePending {
+            decodePending = false
+            decodeAvailable()
+        }
+    }
+
+    static func now() -> MQTTInstant {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return MQTTInstant(nanoseconds: UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec))
+    }
+
+    // MARK: Requests (loop thread, inside `event`)
+
+    /// Starts connecting to `server`.
+    func connect(to server: MQTTServer, reconnect: Bool, stopRetryingOnFirstFailure: Bool, completion: ConnectCompletion?) {
+        if shutDown {
+            finishActive()
+            completion?(.failure(.closedByUser))
+            return
+        }
+        // A CONNECT the encoder would reject fails now, with the rule it breaks.
+        let probe = OutboundBuffer(initialCapacity: 256)
+        do {
+            try MQTTEncoder.encode(.connect(options.connectPacket), version: options.protocolVersion, into: probe)
+        } catch {
+            finishActive()
+            completion?(.failure(.protocolError(error)))
+            return
+        }
+        if let tls = server.security.tlsConfiguration {
+            if tlsContext == nil || tlsContext?.configuration != tls {
+                do throws(TransportError) {
+                    tlsContext = try TLSContext(configuration: tls)
+                } catch {
+                    finishActive()
+                    completion?(.failure(ClientEngine.failure(for: error)))
+                    return
+                }
+            }
+        } else {
+            tlsContext = nil
+        }
+        self.server = server
+        machine.connectPacket = options.connectPacket
+        machine.reconnect = reconnect ? options.reconnectBackoff : nil
+        do {
+            try machine.connect(now: ClientEngine.now(), into: &actions)
+        } catch {
+            // The fronts check `active` first; this is the machine's own guard.
+            logger.warning("connect refused by the client state", metadata: ["error": "\(error)"])
+            completion?(.failure(.transport("\(error)")))
+            return
+        }
+        pendingConnect = completion
+        self.stopRetryingOnFirstFailure = stopRetryingOnFirstFailure
+    }
+
+    /// Publishes; the completion fires once with the handshake's outcome.
+    func publish(_ message: PublishPacket, completion: PublishCompletion?) {
+        let now = ClientEngine.now()
+        if completion == nil && message.qos == .atMostOnce, let connection, machine.beginDirectQoS0Publish(now: now) {
+            // Fast path: encode straight from the caller's bytes, no action, no packet copy.
+            var topic = message.topic
+            let failure: MQTTProtocolError? = topic.withUTF8 { t in
+                message.payload.withUnsafeBytes { p -> MQTTProtocolError? in
+                    do throws(MQTTProtocolError) {
+                        try MQTTEncoder.encodePublish(topic: UnsafeRawBufferPointer(t), payload: p, qos: .atMostOnce,
+                                                      retain: message.retain, dup: false, packetID: 0,
+                                                      into: connection.outbound)
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+            }
+            if let failure {
+                logger.error("PUBLISH not encoded", metadata: ["error": "\(failure)"])
+            } else {
+                needsFlush = true
+            }
+            return
+        }
+        let token = completion.map { register(.publish($0)) }
+        do {
+            try machine.publish(message, token: token, now: now, into: &actions)
+        } catch {
+            if let token { completions.removeValue(forKey: token.rawValue) }
+            completion?(.failure(error))
+        }
+    }
+
+    /// Subscribes to several filters in one SUBSCRIBE.
+    func subscribe(_ subscriptions: [TopicSubscription], completion: SubscribeCompletion?) {
+        let token = completion.map { register(.subscribe($0)) }
+        do {
+            try machine.subscribe(subscriptions, token: token, now: ClientEngine.now(), into: &actions)
+        } catch {
+            if let token { completions.removeValue(forKey: token.rawValue) }
+            completion?(.failure(error))
+        }
+    }
+
+    /// Unsubscribes from several filters in one UNSUBSCRIBE.
+    func unsubscribe(_ filters: [String], completion: PublishCompletion?) {
+        let token = completion.map { register(.unsubscribe($0)) }
+        do {
+            try machine.unsubscribe(filters, token: token, now: ClientEngine.now(), into: &actions)
+        } catch {
+            if let token { completions.removeValue(forKey: token.rawValue) }
+            completion?(.failure(error))
+        }
+    }
+
+    /// DISCONNECT at once, close, "offline"; outstanding requests fail with `closed`.
+    func close() {
+        machine.close(now: ClientEngine.now(), into: &actions)
+        finishActive()
+    }
+
+    /// Closes and ends every message stream; the engine takes no more requests.
+    func shutdown() {
+        close()
+        shutDown = true
+        for stream in streams { stream.finish() }
+        streams.removeAll()
+        timer?.close()
+        timer = nil
+    }
+
+    // MARK: Message streams
+
+    func addStream(_ buffer: MessageBuffer) {
+        if shutDown {
+            buffer.finish()
+            return
+        }
+        streams.append(buffer)
+    }
+
+    func removeStream(_ buffer: MessageBuffer) {
+        streams.removeAll { $0 === buffer }
+        resumeIfDrained()
+    }
+
+    /// A consumer drained its buffer: read again if no stream is still full.
+    func resumeIfDrained() {
+        guard pausedByConsumer, !streams.contains(where: { $0.isFull }) else { return }
+        pausedByConsumer = false
+        connection?.resumeReading()
+        decodePending = true
+    }
+
+    /// Cuts the transport without DISCONNECT, as a network failure would (tests: will
+    /// delivery, resend after a loss).
+    func simulateConnectionLoss() {
+        connection?.abort()
+    }
+
+    // MARK: Inspection (loop thread)
+
+    var connectionState: MQTTClientStateMachine.ConnectionState { machine.connectionState }
+    var inflightCount: Int { machine.inflightCount }
+    var queuedMessageCount: Int { machine.queuedMessageCount }
+
+    // MARK: Reading
+
+    private func didRead(_ c: TCPConnection) {
+        guard c === connection else { return }
+        if dispatching {
+            decodePending = true
+            return
+        }
+        decodeAvailable()
+    }
+
+    /// Decodes every complete packet in the ring, feeding each to the machine and carrying out
+    /// its actions before the packet's bytes are released.
+    private func decodeAvailable() {
+        guard let c = connection, !pausedByConsumer, !dispatching else { return }
+        let ring = c.inbound
+        dispatching = true
+        let now = ClientEngine.now()
+        while connection === c && !pausedByConsumer {
+            let packet: InboundPacket?
+            do {
+                packet = try decoder.next(in: ring)
+            } catch {
+                logger.warning("invalid data from the broker", metadata: ["error": "\(error)"])
+                machine.receivedInvalidData(error, now: now, into: &actions)
+                performActions()
+                break
+            }
+            guard let packet else { break }
+            receive(packet, now: now)
+            performActions()
+            currentOversize = nil
+            if connection === c { decoder.releaseLastFrame(in: ring) }
+            runDeferred()
+        }
+        runDeferred()
+        dispatching = false
+        finishDispatch()
+    }
+
+    private func receive(_ packet: InboundPacket, now: MQTTInstant) {
+        switch packet {
+        case .publish(let view):
+            machine.receivedPublish(view, now: now, into: &actions)
+        case .oversizePublish(let view):
+            currentOversize = view
+            machine.receivedOversizePublish(qos: view.qos, packetID: view.packetID, now: now, into: &actions)
+        case .connack(let connack):
+            machine.receivedConnAck(connack, now: now, into: &actions)
+        case .puback(let id):
+            machine.receivedPubAck(packetID: id, now: now, into: &actions)
+        case .pubrec(let id):
+            machine.receivedPubRec(packetID: id, now: now, into: &actions)
+        case .pubrel(let id):
+            machine.receivedPubRel(packetID: id, now: now, into: &actions)
+        case .pubcomp(let id):
+            machine.receivedPubComp(packetID: id, now: now, into: &actions)
+        case .suback(let suback):
+            machine.receivedSubAck(suback, now: now, into: &actions)
+        case .unsuback(let id):
+            machine.receivedUnsubAck(packetID: id, now: now, into: &actions)
+        case .pingresp:
+            machine.receivedPingResp(now: now, into: &actions)
+        case .pingreq, .disconnect, .connect, .subscribe, .unsubscribe:
+            // Packets only a client sends [MQTT-4.8.0-1]. As the first packet: reason -4.
+            if machine.connectionState == .awaitingConnAck {
+                closeTransport()
+                machine.transportFailed(.notConnAck(packet.type), now: now, into: &actions)
+            } else {
+                machine.receivedInvalidData(.unexpectedPacket(packet.type), now: now, into: &actions)
+            }
+        }
+    }
+
+    // MARK: Actions
+
+    private func performActions() {
+        var index = 0
+        while index < actions.count {
+            perform(actions[index])
+            index += 1
+        }
+        actions.removeAll()
+    }
+
+    private func perform(_ action: MQTTClientAction) {
+        switch action {
+        case .openTransport:
+            openTransport()
+        case .send(let packet):
+            guard let connection else { return }
+            do {
+                try MQTTEncoder.encode(packet, version: options.protocolVersion, into: connection.outbound)
+                needsFlush = true
+            } catch {
+                // Requests are validated by the fronts; this would be a bug, not network input.
+                logger.error("packet not encoded", metadata: ["packet": "\(packet.type)", "error": "\(error)"])
+            }
+        case .closeTransport:
+            closeTransport()
+        case .connected(let sessionPresent):
+            logger.debug("connected", metadata: ["sessionPresent": "\(sessionPresent)"])
+            if let pending = pendingConnect {
+                pendingConnect = nil
+                pending(.success(sessionPresent))
+            }
+            handlers.connect?(sessionPresent)
+        case .connectFailed(let failure, let willRetry):
+            logger.debug("connect failed", metadata: ["reason": "\(failure)", "willRetry": "\(willRetry)"])
+            if let pending = pendingConnect {
+                pendingConnect = nil
+                if willRetry && stopRetryingOnFirstFailure {
+                    deferred.append { $0.close() }
+                }
+                if !willRetry || stopRetryingOnFirstFailure { finishActive() }
+                pending(.failure(failure))
+            } else if !willRetry {
+                finishActive()
+            }
+            handlers.connfail?(failure)
+        case .offline(let failure, let willReconnect):
+            logger.debug("offline", metadata: ["reason": "\(failure)", "willReconnect": "\(willReconnect)"])
+            if !willReconnect { finishActive() }
+            handlers.offline?(failure)
+        case .deliver(let view):
+            deliver(view)
+        case .deliverOversized:
+            if let oversize = currentOversize, let handler = handlers.overflow {
+                handler(MQTTMessageView(topicBytes: oversize.topic, payload: oversize.payloadPrefix, qos: oversize.qos,
+                                        retain: oversize.retain, dup: oversize.dup,
+                                        totalPayloadLength: oversize.totalPayloadLength))
+            }
+        case .publishCompleted(let token, let packetID, _):
+            if let token, case .publish(let completion)? = completions.removeValue(forKey: token.rawValue) {
+                completion(.success(()))
+            }
+            handlers.puback?(packetID)
+        case .subscribeCompleted(let token, _, let returnCodes):
+            if let token, case .subscribe(let completion)? = completions.removeValue(forKey: token.rawValue) {
+                completion(.success(returnCodes))
+            }
+            handlers.suback?(returnCodes)
+        case .unsubscribeCompleted(let token, let packetID):
+            if let token, case .unsubscribe(let completion)? = completions.removeValue(forKey: token.rawValue) {
+                completion(.success(()))
+            }
+            handlers.unsuback?(packetID)
+        case .requestFailed(let token, let error):
+            switch completions.removeValue(forKey: token.rawValue) {
+            case .publish(let completion)?: completion(.failure(error))
+            case .subscribe(let completion)?: completion(.failure(error))
+            case .unsubscribe(let completion)?: completion(.failure(error))
+            case nil: break
+            }
+        case .unexpectedAck(let type, let packetID):
+            logger.debug("acknowledgement for nothing outstanding", metadata: ["type": "\(type)", "packetID": "\(packetID)"])
+        }
+    }
+
+    private func deliver(_ view: PublishView) {
+        if let handler = handlers.message {
+            handler(MQTTMessageView(view))
+        }
+        guard !streams.isEmpty else { return }
+        var owned: MQTTMessage?
+        for stream in streams where stream.matches(topic: view.topic) {
+            if owned == nil {
+                owned = MQTTMessage(topic: view.topicString, payload: [UInt8](view.payload), qos: view.qos,
+                                    retain: view.retain, dup: view.dup)
+            }
+            if !stream.push(owned!) && !pausedByConsumer {
+                // The consumer fell behind: stop reading (and decoding) until it drains.
+                pausedByConsumer = true
+                connection?.pauseReading()
+            }
+        }
+    }
+
+    private func register(_ completion: Completion) -> MQTTRequestToken {
+        let token = nextToken
+        nextToken &+= 1
+        completions[token] = completion
+        return MQTTRequestToken(token)
+    }
+
+    private func finishActive() {
+        active.withLock { $0 = false }
+    }
+
+    /// Marks a connect as requested (any thread); throws when one is already active.
+    func beginConnect() throws(MQTTClientError) {
+        let wasActive = active.withLock { value -> Bool in
+            let was = value
+            value = true
+            return was
+        }
+        if wasActive { throw .alreadyConnected }
+    }
+
+    /// Marks the client as closed (any thread), so that a connect right after `close` is
+    /// accepted; the close itself follows on the loop, before that connect.
+    func endActive() {
+        active.withLock { $0 = false }
+    }
+
+    /// Replaces the will sent with the next CONNECT.
+    func setWill(_ will: Will?) {
+        options.will = will
+    }
+
+    // MARK: Transport
+
+    private func openTransport() {
+        guard let server else { return }
+        transportID &+= 1
+        let id = transportID
+        decoder = MQTTDecoder(maximumPacketSize: options.maximumIncomingPacketSize, version: options.protocolVersion)
+        pausedByConsumer = false
+        var transform: TLSEngine?
+        if let tlsContext {
+            do throws(TransportError) {
+                transform = try TLSEngine(context: tlsContext, host: server.host)
+            } catch {
+                let failure = ClientEngine.failure(for: error)
+                deferred.append { $0.machine.transportFailed(failure, now: ClientEngine.now(), into: &$0.actions) }
+                return
+            }
+        }
+        var tcp = TCPOptions()
+        // The ring must hold the largest packet decoded in full.
+        tcp.receiveBufferMaximumCapacity = max(tcp.receiveBufferMaximumCapacity,
+                                               ByteRing.roundUpToPowerOfTwo(options.maximumIncomingPacketSize + 8))
+        connection = loop.connect(host: server.host, port: server.port, timeout: options.connectTimeout,
+                                  options: tcp, transform: transform) { [self] result in
+            guard id == transportID else {
+                if case .success(let stale) = result { stale.abort() }
+                return
+            }
+            switch result {
+            case .success(let c):
+                connection = c
+                c.onRead = { [self] c in didRead(c) }
+                c.onClose = { [self] error in transportClosed(id: id, error: error) }
+                event { $0.machine.transportConnected(now: ClientEngine.now(), into: &$0.actions) }
+            case .failure(let error):
+                connection = nil
+                let failure = ClientEngine.failure(for: error)
+                event { $0.machine.transportFailed(failure, now: ClientEngine.now(), into: &$0.actions) }
+            }
+        }
+    }
+
+    private func closeTransport() {
+        transportID &+= 1
+        if let connection {
+            connection.onRead = nil
+            connection.onClose = nil
+            if needsFlush {
+                needsFlush = false
+                connection.flush()
+            }
+            // Graceful: whatever was encoded (DISCONNECT) goes out first.
+            connection.close()
+        }
+        connection = nil
+    }
+
+    private func transportClosed(id: UInt64, error: TransportError?) {
+        guard id == transportID else { return }
+        connection?.onRead = nil
+        connection?.onClose = nil
+        connection = nil
+        let failure = ClientEngine.failure(for: error ?? .closedByPeer)
+        event { $0.machine.transportFailed(failure, now: ClientEngine.now(), into: &$0.actions) }
+    }
+
+    /// Maps the reactor's errors to the NodeMCU-style reasons.
+    static func failure(for error: TransportError) -> MQTTConnectionFailure {
+        switch error {
+        case .dnsFailure(let host, _): .dnsFailure(host: host)
+        case .connectionRefused: .serverNotFound
+        case .connectTimeout: .sendTimeout
+        case .connectionReset: .transport("connection reset by peer")
+        case .closedByPeer: .closedByPeer
+        case .io(let e):
+            switch e.name {
+            case "EHOSTUNREACH", "ENETUNREACH", "EADDRNOTAVAIL": .serverNotFound
+            default: .transport(e.description)
+            }
+        case .tlsConfiguration(let detail): .tlsHandshakeFailed("configuration: \(detail)")
+        case .tlsCertificateUntrusted(let detail): .tlsCertificateUntrusted(detail)
+        case .tlsHostnameMismatch(let detail): .tlsHostnameMismatch(detail)
+        case .tlsPeerRequiredCertificate: .tlsClientCertificateRejected("the server requires a client certificate")
+        case .tlsFailure(let detail): .tlsHandshakeFailed(detail)
+        }
+    }
+
+    // MARK: Timer
+
+    private func updateTimer() {
+        guard let deadline = machine.deadline else {
+            if armedGeneration != nil {
+                armedGeneration = nil
+                timer?.cancel()
+            }
+            return
+        }
+        guard deadline.generation != armedGeneration else { return }
+        armedGeneration = deadline.generation
+        if timer == nil {
+            timer = loop.makeTimer { [self] in timerFired() }
+        }
+        let now = ClientEngine.now()
+        let delay = deadline.at > now ? deadline.at - now : .zero
+        timer?.schedule(after: delay)
+    }
+
+    private func timerFired() {
+        guard let generation = armedGeneration else { return }
+        armedGeneration = nil
+        event { $0.machine.timerFired(generation: generation, now: ClientEngine.now(), into: &$0.actions) }
+    }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import Testing
+@testable import UVMQTT
+
+/// A wait that ran out of time.
+struct TimeoutError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Runs `body` with a deadline: its result, or `TimeoutError` after `seconds` (the body is
+/// cancelled then; a body that ignores cancellation is abandoned, never awaited).
+@discardableResult
+func withDeadline<T: Sendable>(
+    _ seconds: Double, _ what: String = "operation", _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    let slot = Locked<CheckedContinuation<T, any Error>?>(nil)
+    let work = Locked<Task<Void, Never>?>(nil)
+    @Sendable func finish(_ result: Result<T, any Error>) {
+        let continuation = slot.withLock { c -> CheckedContinuation<T, any Error>? in
+            let taken = c
+            c = nil
+            return taken
+        }
+        continuation?.resume(with: result)
+    }
+    return try await withCheckedThrowingContinuation { continuation in
+        slot.withLock { $0 = continuation }
+        work.withLock { $0 = Task {
+            do { finish(.success(try await body())) } catch { finish(.failure(error)) }
+        } }
+        Task {
+            try? await Task.sleep(for: .seconds(seconds))
+            finish(.failure(TimeoutError(description: "\(what) did not finish within \(seconds) s")))
+            work.withLock { $0?.cancel() }
+        }
+    }
+}
+
+/// Collects `count` messages from a stream, bounded in time.
+func collect(_ stream: MQTTMessageStream, count: Int, within seconds: Double = 5) async throws -> [MQTTMessage] {
+    try await withDeadline(seconds, "receiving \(count) messages") {
+        var result = [MQTTMessage]()
+        var iterator = stream.makeAsyncIterator()
+        while result.count < count, let message = await iterator.next() {
+            result.append(message)
+        }
+        return result
+    }
+}
+
+/// Thread-safe event log for callback tests, with bounded waits.
+final class EventLog: Sendable {
+    private let entries = Locked<[(String, ContinuousClock.Instant)]>([])
+
+    func add(_ event: String) {
+        entries.withLock { $0.append((event, ContinuousClock.now)) }
+    }
+
+    var all: [String] { entries.withLock { $0.map(\.0) } }
+
+    func count(_ event: String) -> Int { entries.withLock { $0.filter { $0.0 == event }.count } }
+
+    /// When `event` was first logged.
+    func time(of event: String) -> ContinuousClock.Instant? { entries.withLock { $0.first { $0.0 == event }?.1 } }
+
+    /// Waits (polling, bounded) until `predicate` holds over the events; false on timeout.
+    func wait(within seconds: Double = 5, until predicate: ([String]) -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if predicate(all) { return true }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return predicate(all)
+    }
+
+    /// Waits until `event` was logged at least `count` times.
+    func wait(for event: String, count: Int = 1, within seconds: Double = 5) async -> Bool {
+        await wait(within: seconds) { $0.filter { $0 == event }.count >= count }
+    }
+}
+
+/// A started event loop for a test, shut down (checking for leaked handles) by `stop`.
+func makeLoop() -> EventLoop {
+    let loop = EventLoop()
+    loop.start()
+    return loop
+}
+
+/// Fast reconnects for tests: 50 ms doubling up to 400 ms.
+let testBackoff = ReconnectBackoff(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(400), multiplier: 2, jitter: 0.1)
+
+/// A client id unique to one test run.
+func uniqueID(_ prefix: String) -> String {
+    "\(prefix)-\(UInt32.random(in: 0...UInt32.max))"
+}
