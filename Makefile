@@ -29,11 +29,14 @@ demo: deps
 	@echo "make demo: the MQTT client (UVMQTT) is not built yet; only the protocol core and reactor exist."
 	@exit 1
 
+# Sanitizer runs in their own build folders; `make test-tsan FILTER=UVReactor` runs one module's tests.
+SANITIZER_FILTER = $(if $(FILTER),--filter $(FILTER))
+
 test-asan: deps
-	swift test --disable-xctest --sanitize=address --scratch-path .build-asan
+	swift test --disable-xctest --sanitize=address --scratch-path .build-asan $(SANITIZER_FILTER)
 
 test-tsan: deps
-	swift test --disable-xctest --sanitize=thread --scratch-path .build-tsan
+	swift test --disable-xctest --sanitize=thread --scratch-path .build-tsan $(SANITIZER_FILTER)
 
 # libFuzzer target for the packet decoder (Fuzz/MQTTDecoderFuzz.swift). Built with swiftc directly,
 # not by SwiftPM, so that normal builds never see a target whose main() comes from libFuzzer.

@@ -35,4 +35,9 @@ static inline void cuv_OPENSSL_free(void *p) {
     OPENSSL_free(p);
 }
 
+/// SSL_CTX_add1_chain_cert: appends a certificate (reference taken) to the context's chain.
+static inline int cuv_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *x509) {
+    return (int)SSL_CTX_add1_chain_cert(ctx, x509);
+}
+
 #endif

@@ -1,0 +1,109 @@
+/// An opaque value the caller attaches to a request (publish, subscribe, unsubscribe) and gets
+/// back with its completion, to find the continuation or callback it belongs to.
+public struct MQTTRequestToken: Sendable, Hashable, CustomStringConvertible {
+    /// The caller's value (for example a slot index or a counter).
+    public var rawValue: UInt64
+
+    /// Creates a token.
+    ///
+    /// - Parameter rawValue: Any value meaningful to the caller.
+    public init(_ rawValue: UInt64) {
+        self.rawValue = rawValue
+    }
+
+    public var description: String { "#\(rawValue)" }
+}
+
+/// The one deadline the caller keeps armed for a connection.
+///
+/// After every call into ``MQTTClientStateMachine``, read its ``MQTTClientStateMachine/deadline``:
+/// when the generation differs from the timer the caller armed, re-arm the timer at ``at`` (or
+/// stop it when the deadline is nil). When the timer fires, pass the generation it was armed
+/// with to ``MQTTClientStateMachine/timerFired(generation:now:into:)``; a timer that was
+/// cancelled but fired anyway carries an old generation and is ignored.
+public struct MQTTTimerDeadline: Sendable, Hashable {
+    /// When the timer should fire.
+    public var at: MQTTInstant
+    /// Identifies this arming; increases every time the deadline changes.
+    public var generation: UInt64
+}
+
+/// One thing the caller must do, produced by ``MQTTClientStateMachine``.
+///
+/// Actions come in the order they must be carried out (for example a message is delivered
+/// before its PUBACK is written). ``deliver(_:)`` refers to bytes of the receive buffer: carry
+/// it out before consuming the decoded bytes.
+public enum MQTTClientAction {
+    /// Open the transport (TCP, then TLS if configured) to the broker, then report
+    /// ``MQTTClientStateMachine/transportConnected(now:into:)`` or
+    /// ``MQTTClientStateMachine/transportFailed(_:now:into:)``.
+    case openTransport
+    /// Encode and write this packet.
+    case send(Packet)
+    /// Flush what was written and close the transport. The machine has already moved on; a
+    /// later transport-closed report is ignored.
+    case closeTransport
+    /// A CONNACK accepted the connection. NodeMCU: the connect callback / "connect" event.
+    case connected(sessionPresent: Bool)
+    /// A connection attempt failed before it was accepted. NodeMCU: the "connfail" callback
+    /// with ``MQTTConnectionFailure/nodeMCUReasonCode``. `willRetry` tells whether a reconnect is
+    /// scheduled.
+    case connectFailed(MQTTConnectionFailure, willRetry: Bool)
+    /// An accepted connection ended. NodeMCU: the "offline" event. `willReconnect` tells whether
+    /// a reconnect is scheduled.
+    case offline(MQTTConnectionFailure, willReconnect: Bool)
+    /// Deliver this message to the application (first delivery; never repeated for a QoS 2
+    /// duplicate). NodeMCU: the "message" event.
+    case deliver(PublishView)
+    /// The oversize message the caller reported is a first delivery: fire the "overflow" event
+    /// with the prefix the caller kept. Not emitted for a QoS 2 duplicate.
+    case deliverOversized(qos: QoS, packetID: UInt16)
+    /// A publish finished its QoS handshake: written (QoS 0), PUBACK (QoS 1) or PUBCOMP (QoS 2).
+    /// NodeMCU: the per-call callback and the "puback" event.
+    case publishCompleted(MQTTRequestToken?, packetID: UInt16, qos: QoS)
+    /// A SUBACK answered a SUBSCRIBE: the return codes are in the order of `filters`. A nil
+    /// token marks the machine's own re-subscription after a reconnect without session.
+    case subscribeCompleted(MQTTRequestToken?, filters: [TopicSubscription], returnCodes: [SubAckReturnCode])
+    /// An UNSUBACK answered an UNSUBSCRIBE.
+    case unsubscribeCompleted(MQTTRequestToken?, packetID: UInt16)
+    /// A request will not complete; its completion gets this error.
+    case requestFailed(MQTTRequestToken, MQTTClientError)
+    /// The broker acknowledged a packet id that has nothing outstanding of that kind. Reported
+    /// for logging; the connection is kept.
+    case unexpectedAck(PacketType, packetID: UInt16)
+}
+
+/// A reusable list of actions the state machine appends to.
+///
+/// The caller keeps one (or two, when actions it carries out may call into the machine again)
+/// for the life of the connection, carries out its actions after each call, then calls
+/// ``removeAll()``, which keeps the storage: once it has grown to the largest batch (a reconnect
+/// that resends the window), no call allocates.
+public struct MQTTClientActions: RandomAccessCollection {
+    @usableFromInline
+    var storage: [MQTTClientAction]
+
+    /// Creates an empty list.
+    ///
+    /// - Parameter capacity: Storage reserved up front.
+    public init(capacity: Int = 16) {
+        storage = []
+        storage.reserveCapacity(capacity)
+    }
+
+    public var startIndex: Int { storage.startIndex }
+    public var endIndex: Int { storage.endIndex }
+
+    public subscript(position: Int) -> MQTTClientAction { storage[position] }
+
+    /// Removes every action and keeps the storage.
+    @inlinable
+    public mutating func removeAll() {
+        storage.removeAll(keepingCapacity: true)
+    }
+
+    @inlinable
+    mutating func append(_ action: MQTTClientAction) {
+        storage.append(action)
+    }
+}

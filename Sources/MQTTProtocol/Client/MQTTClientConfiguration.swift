@@ -1,0 +1,56 @@
+/// The settings of one client connection's state machine, with documented defaults.
+public struct MQTTClientConfiguration: Sendable {
+    /// The CONNECT packet: protocol version, client id, clean session, keepalive, will and
+    /// credentials. Sent as is at every connection attempt.
+    public var connect: ConnectPacket
+    /// How long the transport may take to come up (TCP connect plus TLS handshake; reason -1
+    /// when exceeded) and, separately, how long the broker may take to answer CONNECT with a
+    /// CONNACK (reason -2). Default 10 s.
+    public var connectTimeout: Duration
+    /// Outgoing QoS 1 / 2 messages that may await their acknowledgement at once, 1...65535.
+    /// The window is preallocated. Default 32.
+    public var inflightWindow: Int
+    /// Most messages waiting for the window or, offline, for the connection. Default 1,000.
+    public var maxQueuedMessages: Int
+    /// Most topic-plus-payload bytes waiting for the window or for the connection.
+    /// Default 16 MiB.
+    public var maxQueuedBytes: Int
+    /// Most SUBSCRIBE / UNSUBSCRIBE requests awaiting their acknowledgement. Default 256.
+    public var maxPendingRequests: Int
+    /// Automatic reconnect policy; nil turns reconnect off. Default off.
+    public var reconnect: ReconnectBackoff?
+    /// Seed of the generator that draws the back-off jitter (give a random seed in production,
+    /// a fixed one in tests). Default 0.
+    public var jitterSeed: UInt64
+
+    /// Creates a configuration.
+    ///
+    /// - Parameters:
+    ///   - connect: The CONNECT packet sent at every attempt.
+    ///   - connectTimeout: Limit for the transport to come up and, separately, for the CONNACK.
+    ///   - inflightWindow: Outgoing QoS 1 / 2 messages in flight at once (clamped to 1...65535).
+    ///   - maxQueuedMessages: Bound on waiting messages (count).
+    ///   - maxQueuedBytes: Bound on waiting messages (topic plus payload bytes).
+    ///   - maxPendingRequests: Bound on unacknowledged SUBSCRIBE / UNSUBSCRIBE requests.
+    ///   - reconnect: Back-off policy, or nil for no automatic reconnect.
+    ///   - jitterSeed: Seed for the back-off jitter.
+    public init(
+        connect: ConnectPacket,
+        connectTimeout: Duration = .seconds(10),
+        inflightWindow: Int = 32,
+        maxQueuedMessages: Int = 1_000,
+        maxQueuedBytes: Int = 16 << 20,
+        maxPendingRequests: Int = 256,
+        reconnect: ReconnectBackoff? = nil,
+        jitterSeed: UInt64 = 0
+    ) {
+        self.connect = connect
+        self.connectTimeout = connectTimeout
+        self.inflightWindow = inflightWindow
+        self.maxQueuedMessages = maxQueuedMessages
+        self.maxQueuedBytes = maxQueuedBytes
+        self.maxPendingRequests = maxPendingRequests
+        self.reconnect = reconnect
+        self.jitterSeed = jitterSeed
+    }
+}

@@ -1,0 +1,319 @@
+// Packets from the broker: CONNACK and session resumption, PUBLISH in, acknowledgements out.
+
+extension MQTTClientStateMachine {
+    /// A CONNACK arrived.
+    ///
+    /// Refused (codes 1...5): the transport is closed and the attempt fails with
+    /// ``MQTTConnectionFailure/refused(_:)``; only "server unavailable" is retried. Accepted: the
+    /// session is resumed (see below), then ``MQTTClientAction/connected(sessionPresent:)`` comes
+    /// last, so that whatever the application sends from its connect handler goes out after the
+    /// resent messages.
+    ///
+    /// With a kept session (session present, or MQTT 3.1 without clean session, whose CONNACK
+    /// cannot say): unacknowledged PUBLISH packets are resent with DUP and their original id,
+    /// and PUBREL for those past PUBREC, all in their original order [MQTT-4.4.0-1],
+    /// [MQTT-4.6.0-1], [MQTT-2.3.1-3], [MQTT-3.3.1-1]; received QoS 2 ids awaiting PUBREL are
+    /// kept. Without a session: received QoS 2 ids are forgotten, every active subscription is
+    /// made again, and unacknowledged QoS 1 / 2 messages go back to the front of the queue to be
+    /// published again with new ids; a QoS 2 message past PUBREC counts as delivered (the
+    /// broker took it, and [MQTT-4.3.3-1] forbids sending its PUBLISH again after PUBREL) and
+    /// completes. Then pending SUBSCRIBE / UNSUBSCRIBE requests are (re)sent with their ids, and
+    /// the queue drains into the window.
+    ///
+    /// A CONNACK while connected breaks the protocol and ends the connection.
+    ///
+    /// - Parameters:
+    ///   - connack: The decoded CONNACK.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func receivedConnAck(_ connack: ConnAckPacket, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        defer { updateDeadline() }
+        switch state {
+        case .awaitingConnAck:
+            guard connack.returnCode == .accepted else {
+                // The server closes the connection after a refusal [MQTT-3.2.2-5]; so do we.
+                connectionEnded(.refused(connack.returnCode), closeTransport: true, now: now, into: &actions)
+                return
+            }
+            let sessionPresent: Bool
+            if connectPacket.cleanSession {
+                sessionPresent = false  // [MQTT-3.2.2-1]
+            } else if connectPacket.version == .v3_1 {
+                sessionPresent = true
+            } else {
+                sessionPresent = connack.sessionPresent
+            }
+            state = .connected
+            keepalive.lastReceived = now
+            keepalive.pingSentAt = nil
+            reconnectAttempt = 0
+            resumeSession(present: sessionPresent, now: now, into: &actions)
+            actions.append(.connected(sessionPresent: sessionPresent))
+        case .connected:
+            connectionEnded(.protocolError(.unexpectedPacket(.connack)), closeTransport: true, now: now, into: &actions)
+        case .idle, .connectingTransport, .waitingToReconnect:
+            return
+        }
+    }
+
+    /// A PUBLISH arrived (read in place).
+    ///
+    /// QoS 0: delivered. QoS 1: delivered, then PUBACK [MQTT-4.3.2-2]. QoS 2: delivered and
+    /// its id remembered, then PUBREC; a PUBLISH whose id is remembered (a resend before PUBREL)
+    /// gets PUBREC again but is not delivered again [MQTT-4.3.3-2].
+    ///
+    /// - Parameters:
+    ///   - publish: The decoded message; the ``MQTTClientAction/deliver(_:)`` action refers to
+    ///     its bytes.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func receivedPublish(_ publish: PublishView, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        guard acceptInbound(.publish, now: now, into: &actions) else { return }
+        switch publish.qos {
+        case .atMostOnce:
+            actions.append(.deliver(publish))
+        case .atLeastOnce:
+            actions.append(.deliver(publish))
+            send(.puback(packetID: publish.packetID), now: now, into: &actions)
+        case .exactlyOnce:
+            if inboundQoS2.insert(publish.packetID) {
+                actions.append(.deliver(publish))
+            }
+            send(.pubrec(packetID: publish.packetID), now: now, into: &actions)
+        }
+    }
+
+    /// A PUBLISH larger than the caller's limit arrived; the caller kept a prefix and skips the
+    /// rest.
+    ///
+    /// Acknowledged exactly like ``receivedPublish(_:now:into:)``; a first delivery yields
+    /// ``MQTTClientAction/deliverOversized(qos:packetID:)``, a QoS 2 repeat does not.
+    ///
+    /// - Parameters:
+    ///   - qos: The message's QoS.
+    ///   - packetID: Its packet id (0 for QoS 0).
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func receivedOversizePublish(qos: QoS, packetID: UInt16, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        guard acceptInbound(.publish, now: now, into: &actions) else { return }
+        switch qos {
+        case .atMostOnce:
+            actions.append(.deliverOversized(qos: qos, packetID: packetID))
+        case .atLeastOnce:
+            actions.append(.deliverOversized(qos: qos, packetID: packetID))
+            send(.puback(packetID: packetID), now: now, into: &actions)
+        case .exactlyOnce:
+            if inboundQoS2.insert(packetID) {
+                actions.append(.deliverOversized(qos: qos, packetID: packetID))
+            }
+            send(.pubrec(packetID: packetID), now: now, into: &actions)
+        }
+    }
+
+    /// A PUBACK arrived: the QoS 1 message with that id completes and frees its window slot,
+    /// which the queue may refill. An id with no QoS 1 message in flight is reported as
+    /// ``MQTTClientAction/unexpectedAck(_:packetID:)`` and otherwise ignored.
+    ///
+    /// - Parameters:
+    ///   - packetID: The acknowledged id.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func receivedPubAck(packetID: UInt16, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        guard acceptInbound(.puback, now: now, into: &actions) else { return }
+        guard inflight.phase(of: packetID) == .awaitingPubAck, let done = inflight.remove(packetID) else {
+            actions.append(.unexpectedAck(.puback, packetID: packetID))
+            return
+        }
+        actions.append(.publishCompleted(done.token, packetID: packetID, qos: .atLeastOnce))
+        drainQueue(now: now, into: &actions)
+    }
+
+    /// A PUBREC arrived: PUBREL is sent and the QoS 2 message waits for PUBCOMP
+    /// [MQTT-4.3.3-1]. A repeated PUBREC gets PUBREL again. An unknown id is reported and still
+    /// answered with PUBREL, so the broker can release state this client no longer has; a
+    /// PUBREC for a QoS 1 message is only reported.
+    ///
+    /// - Parameters:
+    ///   - packetID: The acknowledged id.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func receivedPubRec(packetID: UInt16, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        guard acceptInbound(.pubrec, now: now, into: &actions) else { return }
+        switch inflight.phase(of: packetID) {
+        case .awaitingPubRec:
+            inflight.markReleased(packetID)
+            send(.pubrel(packetID: packetID), now: now, into: &actions)
+        case .awaitingPubComp:
+            send(.pubrel(packetID: packetID), now: now, into: &actions)
+        case .awaitingPubAck:
+            actions.append(.unexpectedAck(.pubrec, packetID: packetID))
+        case nil:
+            actions.append(.unexpectedAck(.pubrec, packetID: packetID))
+            send(.pubrel(packetID: packetID), now: now, into: &actions)
+        }
+    }
+
+    /// A PUBCOMP arrived: the QoS 2 message completes and frees its window slot. Any other id
+    /// is reported and ignored.
+    ///
+    /// - Parameters:
+    ///   - packetID: The acknowledged id.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func receivedPubComp(packetID: UInt16, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        guard acceptInbound(.pubcomp, now: now, into: &actions) else { return }
+        guard inflight.phase(of: packetID) == .awaitingPubComp, let done = inflight.remove(packetID) else {
+            actions.append(.unexpectedAck(.pubcomp, packetID: packetID))
+            return
+        }
+        actions.append(.publishCompleted(done.token, packetID: packetID, qos: .exactlyOnce))
+        drainQueue(now: now, into: &actions)
+    }
+
+    /// A PUBREL arrived: the id is forgotten (a later PUBLISH with it is a new message) and
+    /// PUBCOMP is sent, also for an id not remembered (a PUBREL resent after a reconnect)
+    /// [MQTT-4.3.3-2], [MQTT-3.6.4-1].
+    ///
+    /// - Parameters:
+    ///   - packetID: The released id.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func receivedPubRel(packetID: UInt16, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        guard acceptInbound(.pubrel, now: now, into: &actions) else { return }
+        inboundQoS2.remove(packetID)
+        send(.pubcomp(packetID: packetID), now: now, into: &actions)
+    }
+
+    /// A SUBACK arrived: the SUBSCRIBE with that id completes with the broker's return codes,
+    /// granted filters become active subscriptions and refused ones (0x80) are dropped. An id
+    /// with no SUBSCRIBE pending is reported and ignored.
+    ///
+    /// - Parameters:
+    ///   - suback: The decoded SUBACK.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func receivedSubAck(_ suback: SubAckPacket, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        guard acceptInbound(.suback, now: now, into: &actions) else { return }
+        guard let control = controls[suback.packetID], case .subscribe(let requested) = control.kind else {
+            actions.append(.unexpectedAck(.suback, packetID: suback.packetID))
+            return
+        }
+        controls[suback.packetID] = nil
+        for (index, subscription) in requested.enumerated() {
+            let code = index < suback.returnCodes.count ? suback.returnCodes[index] : .failure
+            if let existing = subscriptions.firstIndex(where: { $0.filter == subscription.filter }) {
+                if case .failure = code {
+                    subscriptions.remove(at: existing)
+                } else {
+                    subscriptions[existing].qos = subscription.qos
+                }
+            } else if case .granted = code {
+                subscriptions.append(subscription)
+            }
+        }
+        actions.append(.subscribeCompleted(control.token, filters: requested, returnCodes: suback.returnCodes))
+    }
+
+    /// An UNSUBACK arrived: the UNSUBSCRIBE with that id completes and its filters stop being
+    /// active subscriptions. An id with no UNSUBSCRIBE pending is reported and ignored.
+    ///
+    /// - Parameters:
+    ///   - packetID: The acknowledged id.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func receivedUnsubAck(packetID: UInt16, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        guard acceptInbound(.unsuback, now: now, into: &actions) else { return }
+        guard let control = controls[packetID], case .unsubscribe(let filters) = control.kind else {
+            actions.append(.unexpectedAck(.unsuback, packetID: packetID))
+            return
+        }
+        controls[packetID] = nil
+        subscriptions.removeAll { filters.contains($0.filter) }
+        actions.append(.unsubscribeCompleted(control.token, packetID: packetID))
+    }
+
+    /// A PINGRESP arrived: the outstanding PINGREQ is answered.
+    ///
+    /// - Parameters:
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func receivedPingResp(now: MQTTInstant, into actions: inout MQTTClientActions) {
+        _ = acceptInbound(.pingresp, now: now, into: &actions)
+    }
+
+    // MARK: Helpers
+
+    /// Checks that a packet other than CONNACK may arrive now and records the sign of life.
+    ///
+    /// While waiting for CONNACK, any other packet fails the attempt with reason -4
+    /// [MQTT-3.2.0-1]. When idle or waiting to reconnect, the packet is a leftover of a closed
+    /// connection and is ignored.
+    mutating func acceptInbound(_ type: PacketType, now: MQTTInstant, into actions: inout MQTTClientActions) -> Bool {
+        switch state {
+        case .connected:
+            keepalive.lastReceived = now
+            keepalive.pingSentAt = nil
+            return true
+        case .awaitingConnAck:
+            connectionEnded(.notConnAck(type), closeTransport: true, now: now, into: &actions)
+            updateDeadline()
+            return false
+        case .idle, .connectingTransport, .waitingToReconnect:
+            return false
+        }
+    }
+
+    /// Restores the session after an accepted CONNACK; see ``receivedConnAck(_:now:into:)``.
+    mutating func resumeSession(present: Bool, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        if present {
+            for outgoing in inflight.ordered() {
+                let id = outgoing.message.packetID
+                switch outgoing.phase {
+                case .awaitingPubAck, .awaitingPubRec:
+                    inflight.markDuplicate(id)
+                    var packet = outgoing.message
+                    packet.dup = true  // [MQTT-3.3.1-1]
+                    send(.publish(packet), now: now, into: &actions)
+                case .awaitingPubComp:
+                    send(.pubrel(packetID: id), now: now, into: &actions)
+                }
+            }
+        } else {
+            inboundQoS2.removeAll()
+            // Re-subscriptions of an earlier connection that never got their SUBACK are
+            // replaced by this round.
+            for (id, control) in controls where control.token == nil {
+                controls[id] = nil
+            }
+            var start = 0
+            while start < subscriptions.count {
+                let end = min(start + Self.resubscribeChunk, subscriptions.count)
+                let chunk = Array(subscriptions[start..<end])
+                start = end
+                guard let id = allocatePacketID() else { break }
+                sequence &+= 1
+                controls[id] = PendingControl(kind: .subscribe(chunk), token: nil, sequence: sequence, sent: true)
+                send(.subscribe(SubscribePacket(packetID: id, subscriptions: chunk)), now: now, into: &actions)
+            }
+            let unacknowledged = inflight.removeAll()
+            for outgoing in unacknowledged where outgoing.phase == .awaitingPubComp {
+                actions.append(.publishCompleted(outgoing.token, packetID: outgoing.message.packetID, qos: .exactlyOnce))
+            }
+            for outgoing in unacknowledged.reversed() where outgoing.phase != .awaitingPubComp {
+                var packet = outgoing.message
+                packet.dup = false
+                packet.packetID = 0
+                let size = packet.topic.utf8.count + packet.payload.count
+                // Already accepted once: put back in front, past the queue's bound if need be.
+                queue.prepend(QueuedMessage(message: packet, token: outgoing.token, size: size))
+                queuedBytes += size
+            }
+        }
+        let unsent = controls.filter { !$0.value.sent }.sorted { $0.value.sequence < $1.value.sequence }
+        for (id, control) in unsent {
+            controls[id]?.sent = true
+            send(control.packet(id: id), now: now, into: &actions)
+        }
+        drainQueue(now: now, into: &actions)
+    }
+}

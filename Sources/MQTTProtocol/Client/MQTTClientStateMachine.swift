@@ -1,0 +1,590 @@
+/// The I/O-free state of one MQTT 3.1 / 3.1.1 client connection and its session.
+///
+/// The machine owns everything the protocol asks a client to remember (connection phase,
+/// keepalive, outgoing in-flight window, waiting queue, pending SUBSCRIBE / UNSUBSCRIBE, active
+/// subscriptions, received QoS 2 ids awaiting PUBREL) and nothing else: no socket, no timer, no
+/// clock. The caller forwards each event (a user request, the transport coming up or going
+/// down, a decoded packet, the timer firing) with the current ``MQTTInstant``, then carries out
+/// the ``MQTTClientAction``s appended to its ``MQTTClientActions`` in order, then re-arms its one
+/// timer if ``deadline`` changed.
+///
+/// Connection phases: `idle` → (``connect(now:into:)``) `connectingTransport` → (transport up,
+/// CONNECT sent) `awaitingConnAck` → (CONNACK accepted) `connected`. A failure or loss goes to
+/// `waitingToReconnect` when reconnect is on and the failure is retryable, else to `idle`.
+/// ``close(now:into:)`` goes to `idle` from anywhere. `docs/state-machine.md` has the full table.
+///
+/// Per-message events (publish QoS 0 / 1, PUBACK, PUBLISH QoS 0 / 1 received) do not allocate:
+/// the in-flight window is a preallocated slot array with a reserved id index, received QoS 2
+/// ids live in a fixed bitmap, and stored messages keep the caller's `PublishPacket` (its topic
+/// and payload are retained, not copied).
+public struct MQTTClientStateMachine {
+    /// The connection phase, for inspection.
+    public enum ConnectionState: Sendable, Hashable {
+        /// Not connected and not trying.
+        case idle
+        /// Waiting for the transport (TCP, TLS) to come up.
+        case connectingTransport
+        /// CONNECT sent, waiting for CONNACK.
+        case awaitingConnAck
+        /// CONNACK accepted.
+        case connected
+        /// Waiting for the back-off delay before the next attempt.
+        case waitingToReconnect
+    }
+
+    enum State {
+        case idle
+        case connectingTransport(deadline: MQTTInstant)
+        case awaitingConnAck(deadline: MQTTInstant)
+        case connected
+        case waitingToReconnect(at: MQTTInstant)
+    }
+
+    /// Keepalive bookkeeping of the current connection.
+    struct KeepaliveClock {
+        var lastSent = MQTTInstant.zero
+        var lastReceived = MQTTInstant.zero
+        /// Set while a PINGREQ awaits an answer.
+        var pingSentAt: MQTTInstant?
+    }
+
+    /// The CONNECT packet sent at the next attempt (will, credentials, clean session...).
+    public var connectPacket: ConnectPacket
+    /// The reconnect policy applied from the next failure on; nil turns reconnect off.
+    public var reconnect: ReconnectBackoff?
+
+    let connectTimeout: Duration
+    let maxQueuedMessages: Int
+    let maxQueuedBytes: Int
+    let maxPendingRequests: Int
+
+    var state: State = .idle
+    var keepalive = KeepaliveClock()
+    var armed: MQTTTimerDeadline?
+    var generation: UInt64 = 0
+
+    var inflight: InflightTable
+    var queue: ClientRing<QueuedMessage>
+    var queuedBytes = 0
+    var controls: [UInt16: PendingControl] = [:]
+    var subscriptions: [TopicSubscription] = []
+    var inboundQoS2 = PacketIDSet()
+    var nextPacketID: UInt16 = 1
+    var sequence: UInt64 = 0
+    var reconnectAttempt = 0
+    var jitter: JitterGenerator
+
+    /// Largest number of topic filters the machine puts in one re-SUBSCRIBE.
+    static let resubscribeChunk = 64
+
+    /// Creates a machine in the idle state.
+    ///
+    /// - Parameter configuration: Connect packet, timeouts, window and queue bounds, reconnect.
+    public init(configuration: MQTTClientConfiguration) {
+        connectPacket = configuration.connect
+        reconnect = configuration.reconnect
+        connectTimeout = configuration.connectTimeout
+        maxQueuedMessages = max(0, configuration.maxQueuedMessages)
+        maxQueuedBytes = max(0, configuration.maxQueuedBytes)
+        maxPendingRequests = max(1, configuration.maxPendingRequests)
+        inflight = InflightTable(capacity: min(max(configuration.inflightWindow, 1), 65_535))
+        queue = ClientRing(initialCapacity: min(max(configuration.maxQueuedMessages, 4), 64))
+        jitter = JitterGenerator(seed: configuration.jitterSeed)
+        controls.reserveCapacity(16)
+    }
+
+    // MARK: Inspection
+
+    /// The connection phase.
+    public var connectionState: ConnectionState {
+        switch state {
+        case .idle: .idle
+        case .connectingTransport: .connectingTransport
+        case .awaitingConnAck: .awaitingConnAck
+        case .connected: .connected
+        case .waitingToReconnect: .waitingToReconnect
+        }
+    }
+
+    /// The timer the caller must keep armed, or nil when none is needed. See
+    /// ``MQTTTimerDeadline`` for the protocol.
+    ///
+    /// It is the earliest of: the transport or CONNACK timeout, the reconnect instant, the next
+    /// PINGREQ, the PINGRESP timeout. It may be earlier than strictly needed (it is moved
+    /// forward lazily when traffic postpones a ping, so busy connections do not re-arm the timer
+    /// per message); a fire with nothing due just re-arms.
+    public var deadline: MQTTTimerDeadline? { armed }
+
+    /// Outgoing QoS 1 / 2 messages awaiting their acknowledgement.
+    public var inflightCount: Int { inflight.count }
+    /// The in-flight window size.
+    public var inflightWindow: Int { inflight.capacity }
+    /// Messages waiting for the window or for the connection.
+    public var queuedMessageCount: Int { queue.count }
+    /// Topic-plus-payload bytes of the waiting messages.
+    public var queuedByteCount: Int { queuedBytes }
+    /// SUBSCRIBE / UNSUBSCRIBE requests awaiting their acknowledgement (or the connection).
+    public var pendingRequestCount: Int { controls.count }
+    /// Received QoS 2 message ids awaiting PUBREL.
+    public var awaitingReleaseCount: Int { inboundQoS2.count }
+    /// Subscriptions the broker granted and that were not unsubscribed, in the order first
+    /// granted, with the QoS requested; made again after a reconnect without session.
+    public var activeSubscriptions: [TopicSubscription] { subscriptions }
+    /// The next reconnect attempt number (0 after a successful CONNACK).
+    public var reconnectAttemptCount: Int { reconnectAttempt }
+
+    var keepAliveInterval: Duration { .seconds(Int(connectPacket.keepAlive)) }
+
+    var isConnected: Bool {
+        if case .connected = state { return true }
+        return false
+    }
+
+    // MARK: User requests
+
+    /// Starts connecting: the first action is ``MQTTClientAction/openTransport``.
+    ///
+    /// - Parameters:
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    /// - Throws: ``MQTTClientError/alreadyConnected`` when connected,
+    ///   ``MQTTClientError/alreadyConnecting`` during an attempt or a reconnect wait.
+    public mutating func connect(now: MQTTInstant, into actions: inout MQTTClientActions) throws(MQTTClientError) {
+        switch state {
+        case .idle:
+            reconnectAttempt = 0
+            startAttempt(now: now, into: &actions)
+            updateDeadline()
+        case .connected:
+            throw .alreadyConnected
+        case .connectingTransport, .awaitingConnAck, .waitingToReconnect:
+            throw .alreadyConnecting
+        }
+    }
+
+    /// Closes the connection at the user's request.
+    ///
+    /// When connected, DISCONNECT is sent at once (so the broker discards the will
+    /// [MQTT-3.1.2-10]), the transport is closed [MQTT-3.14.4-1] and
+    /// ``MQTTClientAction/offline(_:willReconnect:)`` reports ``MQTTConnectionFailure/closedByUser``.
+    /// During an attempt the attempt fails with that reason. Every outstanding request fails with
+    /// ``MQTTClientError/closed``. A closed machine can connect again. Closing an idle machine
+    /// does nothing.
+    ///
+    /// - Parameters:
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func close(now: MQTTInstant, into actions: inout MQTTClientActions) {
+        defer { updateDeadline() }
+        switch state {
+        case .idle:
+            return
+        case .connected:
+            send(.disconnect, now: now, into: &actions)
+            actions.append(.closeTransport)
+            state = .idle
+            actions.append(.offline(.closedByUser, willReconnect: false))
+        case .connectingTransport, .awaitingConnAck:
+            actions.append(.closeTransport)
+            state = .idle
+            actions.append(.connectFailed(.closedByUser, willRetry: false))
+        case .waitingToReconnect:
+            state = .idle
+        }
+        failOutstanding(.closed, into: &actions)
+    }
+
+    /// Publishes a message.
+    ///
+    /// Connected: QoS 0 is sent at once (never held behind the window) and completes when
+    /// handed to the transport; QoS 1 / 2 gets the next unused packet id and is sent when the
+    /// window has room and nothing waits before it, otherwise it waits in the queue
+    /// [MQTT-4.3.2-1], [MQTT-4.3.3-1]. Connecting or waiting to reconnect: the message waits in
+    /// the same queue and goes out after the next CONNACK. The message's `dup` and `packetID`
+    /// are ignored (the machine sets them).
+    ///
+    /// - Parameters:
+    ///   - message: The message; its topic and payload are retained, not copied.
+    ///   - token: Returned with the completion or failure; nil when nobody waits for it.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    /// - Throws: ``MQTTClientError/notConnected`` when idle (never connected, closed, or lost
+    ///   with reconnect off); ``MQTTClientError/offlineQueueFull(messages:bytes:)`` /
+    ///   ``MQTTClientError/sendQueueFull(messages:bytes:)`` when the queue is at its bound.
+    public mutating func publish(
+        _ message: PublishPacket,
+        token: MQTTRequestToken?,
+        now: MQTTInstant,
+        into actions: inout MQTTClientActions
+    ) throws(MQTTClientError) {
+        switch state {
+        case .idle:
+            throw .notConnected
+        case .connected:
+            if message.qos == .atMostOnce {
+                sendQoS0(message, token: token, now: now, into: &actions)
+                return
+            }
+            if queue.isEmpty && !inflight.isFull, let id = allocatePacketID() {
+                startOutgoing(message, token: token, id: id, now: now, into: &actions)
+                return
+            }
+            try enqueue(message, token: token, offline: false)
+        case .connectingTransport, .awaitingConnAck, .waitingToReconnect:
+            try enqueue(message, token: token, offline: true)
+        }
+    }
+
+    /// Asks whether the caller may encode and write a QoS 0 PUBLISH itself, straight from its
+    /// own topic and payload bytes, without building a ``PublishPacket``.
+    ///
+    /// Returns true when connected; the machine then counts the write for the keepalive. When
+    /// false, call ``publish(_:token:now:into:)`` instead (it queues or throws).
+    ///
+    /// - Parameter now: The current instant.
+    /// - Returns: Whether to write the PUBLISH now.
+    public mutating func beginDirectQoS0Publish(now: MQTTInstant) -> Bool {
+        guard isConnected else { return false }
+        keepalive.lastSent = now
+        return true
+    }
+
+    /// Subscribes to one or more topic filters in one SUBSCRIBE.
+    ///
+    /// Sent at once when connected, otherwise after the next CONNACK. Completes with
+    /// ``MQTTClientAction/subscribeCompleted(_:filters:returnCodes:)``.
+    ///
+    /// - Parameters:
+    ///   - subscriptions: Filters with their requested QoS, at least one.
+    ///   - token: Returned with the completion.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    /// - Returns: The packet id used.
+    /// - Throws: ``MQTTClientError/noTopicFilters``, ``MQTTClientError/notConnected``,
+    ///   ``MQTTClientError/tooManyPendingRequests(limit:)``.
+    @discardableResult
+    public mutating func subscribe(
+        _ subscriptions: [TopicSubscription],
+        token: MQTTRequestToken?,
+        now: MQTTInstant,
+        into actions: inout MQTTClientActions
+    ) throws(MQTTClientError) -> UInt16 {
+        guard !subscriptions.isEmpty else { throw .noTopicFilters }
+        return try addControl(.subscribe(subscriptions), token: token, now: now, into: &actions)
+    }
+
+    /// Unsubscribes from one or more topic filters in one UNSUBSCRIBE.
+    ///
+    /// Sent at once when connected, otherwise after the next CONNACK. Completes with
+    /// ``MQTTClientAction/unsubscribeCompleted(_:packetID:)``.
+    ///
+    /// - Parameters:
+    ///   - filters: The filters, at least one.
+    ///   - token: Returned with the completion.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    /// - Returns: The packet id used.
+    /// - Throws: ``MQTTClientError/noTopicFilters``, ``MQTTClientError/notConnected``,
+    ///   ``MQTTClientError/tooManyPendingRequests(limit:)``.
+    @discardableResult
+    public mutating func unsubscribe(
+        _ filters: [String],
+        token: MQTTRequestToken?,
+        now: MQTTInstant,
+        into actions: inout MQTTClientActions
+    ) throws(MQTTClientError) -> UInt16 {
+        guard !filters.isEmpty else { throw .noTopicFilters }
+        return try addControl(.unsubscribe(filters), token: token, now: now, into: &actions)
+    }
+
+    // MARK: Transport and timer events
+
+    /// The transport came up: CONNECT is sent and the CONNACK timeout starts.
+    ///
+    /// Ignored unless an attempt waits for its transport (a late report after a close).
+    ///
+    /// - Parameters:
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func transportConnected(now: MQTTInstant, into actions: inout MQTTClientActions) {
+        guard case .connectingTransport = state else { return }
+        keepalive = KeepaliveClock(lastSent: now, lastReceived: now, pingSentAt: nil)
+        state = .awaitingConnAck(deadline: now + connectTimeout)
+        send(.connect(connectPacket), now: now, into: &actions)
+        updateDeadline()
+    }
+
+    /// The transport failed to come up or went down.
+    ///
+    /// During an attempt this fails the attempt with `failure`; when connected it ends the
+    /// connection (``MQTTClientAction/offline(_:willReconnect:)``). Ignored when the machine is
+    /// already idle or waiting to reconnect (for example the close that follows
+    /// ``MQTTClientAction/closeTransport``).
+    ///
+    /// - Parameters:
+    ///   - failure: What happened, mapped by the transport layer.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func transportFailed(_ failure: MQTTConnectionFailure, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        switch state {
+        case .connectingTransport, .awaitingConnAck, .connected:
+            connectionEnded(failure, closeTransport: false, now: now, into: &actions)
+            updateDeadline()
+        case .idle, .waitingToReconnect:
+            return
+        }
+    }
+
+    /// The caller's timer fired.
+    ///
+    /// A fire whose generation is not the current ``deadline``'s is stale and ignored. Otherwise
+    /// whatever is due happens: transport timeout (reason -1), CONNACK timeout (-2), the
+    /// reconnect attempt, a PINGREQ, or the keepalive verdict.
+    ///
+    /// Keepalive rule (K = keepalive, K > 0): when no PINGREQ is outstanding, a PINGREQ is sent
+    /// at `min(lastSent, lastReceived) + K`, so the client never stays silent for K
+    /// [MQTT-3.1.2-23] and never goes K without hearing from the broker without asking. A
+    /// PINGREQ outstanding for K / 2 with nothing at all received ends the connection with
+    /// ``MQTTConnectionFailure/keepAliveTimeout``; any packet received counts as an answer. So a
+    /// broker that falls silent after its last packet at `t` is declared dead at the latest at
+    /// `t + K + K/2 = t + 1.5 K`.
+    ///
+    /// - Parameters:
+    ///   - generation: The generation of the deadline the timer was armed for.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func timerFired(generation: UInt64, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        guard let current = armed, current.generation == generation else { return }
+        armed = nil
+        defer { updateDeadline() }
+        switch state {
+        case .idle:
+            return
+        case .connectingTransport(let deadline):
+            if now >= deadline {
+                connectionEnded(.sendTimeout, closeTransport: true, now: now, into: &actions)
+            }
+        case .awaitingConnAck(let deadline):
+            if now >= deadline {
+                connectionEnded(.connAckTimeout, closeTransport: true, now: now, into: &actions)
+            }
+        case .waitingToReconnect(let at):
+            if now >= at {
+                startAttempt(now: now, into: &actions)
+            }
+        case .connected:
+            guard connectPacket.keepAlive > 0 else { return }
+            let interval = keepAliveInterval
+            if let pingSentAt = keepalive.pingSentAt {
+                if now >= pingSentAt + interval / 2 {
+                    // No PINGRESP "within a reasonable amount of time": close (3.1.2.10).
+                    connectionEnded(.keepAliveTimeout, closeTransport: true, now: now, into: &actions)
+                }
+            } else if now >= min(keepalive.lastSent, keepalive.lastReceived) + interval {
+                send(.pingreq, now: now, into: &actions)
+                keepalive.pingSentAt = now
+            }
+        }
+    }
+
+    /// The decoder failed on the broker's bytes: the connection is closed and ends with
+    /// ``MQTTConnectionFailure/protocolError(_:)``.
+    ///
+    /// - Parameters:
+    ///   - error: The decoder's error.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func receivedInvalidData(_ error: MQTTProtocolError, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        switch state {
+        case .connectingTransport, .awaitingConnAck, .connected:
+            connectionEnded(.protocolError(error), closeTransport: true, now: now, into: &actions)
+            updateDeadline()
+        case .idle, .waitingToReconnect:
+            return
+        }
+    }
+
+    // MARK: Private helpers
+
+    mutating func startAttempt(now: MQTTInstant, into actions: inout MQTTClientActions) {
+        state = .connectingTransport(deadline: now + connectTimeout)
+        actions.append(.openTransport)
+    }
+
+    /// Ends an attempt or a connection; schedules a reconnect or fails what is outstanding.
+    mutating func connectionEnded(
+        _ failure: MQTTConnectionFailure,
+        closeTransport: Bool,
+        now: MQTTInstant,
+        into actions: inout MQTTClientActions
+    ) {
+        let wasConnected = isConnected
+        if closeTransport { actions.append(.closeTransport) }
+        keepalive.pingSentAt = nil
+        // Requests sent on this connection go out again on the next one.
+        for id in controls.keys { controls[id]?.sent = false }
+        let retry: Bool
+        if let policy = reconnect, failure.isRetryable {
+            let delay = policy.delay(attempt: reconnectAttempt, random: jitter.nextUnit())
+            reconnectAttempt += 1
+            state = .waitingToReconnect(at: now + delay)
+            retry = true
+        } else {
+            state = .idle
+            retry = false
+        }
+        if wasConnected {
+            actions.append(.offline(failure, willReconnect: retry))
+        } else {
+            actions.append(.connectFailed(failure, willRetry: retry))
+        }
+        if !retry {
+            failOutstanding(.connectionLost(failure), into: &actions)
+        }
+    }
+
+    /// Fails every outstanding request, in the order they were made, and forgets the session's
+    /// outgoing side. Received QoS 2 ids are kept: the next CONNACK decides about them.
+    mutating func failOutstanding(_ error: MQTTClientError, into actions: inout MQTTClientActions) {
+        for message in inflight.removeAll() {
+            if let token = message.token { actions.append(.requestFailed(token, error)) }
+        }
+        let pending = controls.values.sorted { $0.sequence < $1.sequence }
+        controls.removeAll(keepingCapacity: true)
+        for control in pending {
+            if let token = control.token { actions.append(.requestFailed(token, error)) }
+        }
+        while let queued = queue.popFirst() {
+            if let token = queued.token { actions.append(.requestFailed(token, error)) }
+        }
+        queuedBytes = 0
+        subscriptions.removeAll()
+    }
+
+    /// Re-arms the deadline if it must move earlier, clears it if nothing is due; a later
+    /// desired instant keeps the armed one (it fires, finds nothing due, and re-arms).
+    mutating func updateDeadline() {
+        let desired: MQTTInstant?
+        switch state {
+        case .idle:
+            desired = nil
+        case .connectingTransport(let deadline), .awaitingConnAck(let deadline):
+            desired = deadline
+        case .waitingToReconnect(let at):
+            desired = at
+        case .connected:
+            if connectPacket.keepAlive == 0 {
+                desired = nil
+            } else if let pingSentAt = keepalive.pingSentAt {
+                desired = pingSentAt + keepAliveInterval / 2
+            } else {
+                desired = min(keepalive.lastSent, keepalive.lastReceived) + keepAliveInterval
+            }
+        }
+        guard let desired else {
+            if armed != nil {
+                armed = nil
+                generation &+= 1
+            }
+            return
+        }
+        if let armed, armed.at <= desired { return }
+        generation &+= 1
+        armed = MQTTTimerDeadline(at: desired, generation: generation)
+    }
+
+    @inline(__always)
+    mutating func send(_ packet: Packet, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        actions.append(.send(packet))
+        keepalive.lastSent = now
+    }
+
+    /// The next packet id not used by an in-flight message or a pending request, cycling
+    /// 1...65535 [MQTT-2.3.1-1], [MQTT-2.3.1-2]. Nil only when all 65,535 are in use.
+    mutating func allocatePacketID() -> UInt16? {
+        for _ in 0..<65_535 {
+            let id = nextPacketID
+            nextPacketID = id == 65_535 ? 1 : id &+ 1
+            if !inflight.contains(id) && controls[id] == nil { return id }
+        }
+        return nil
+    }
+
+    mutating func sendQoS0(_ message: PublishPacket, token: MQTTRequestToken?, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        var packet = message
+        packet.dup = false  // [MQTT-3.3.1-2]
+        packet.packetID = 0
+        send(.publish(packet), now: now, into: &actions)
+        actions.append(.publishCompleted(token, packetID: 0, qos: .atMostOnce))
+    }
+
+    mutating func startOutgoing(
+        _ message: PublishPacket,
+        token: MQTTRequestToken?,
+        id: UInt16,
+        now: MQTTInstant,
+        into actions: inout MQTTClientActions
+    ) {
+        var packet = message
+        packet.packetID = id
+        packet.dup = false
+        sequence &+= 1
+        inflight.insert(OutgoingMessage(
+            message: packet,
+            token: token,
+            phase: packet.qos == .atLeastOnce ? .awaitingPubAck : .awaitingPubRec,
+            sequence: sequence
+        ))
+        send(.publish(packet), now: now, into: &actions)
+    }
+
+    mutating func enqueue(_ message: PublishPacket, token: MQTTRequestToken?, offline: Bool) throws(MQTTClientError) {
+        let size = message.topic.utf8.count + message.payload.count
+        guard queue.count < maxQueuedMessages, queuedBytes + size <= maxQueuedBytes else {
+            if offline { throw .offlineQueueFull(messages: queue.count, bytes: queuedBytes) }
+            throw .sendQueueFull(messages: queue.count, bytes: queuedBytes)
+        }
+        var packet = message
+        packet.dup = false
+        packet.packetID = 0
+        queue.append(QueuedMessage(message: packet, token: token, size: size))
+        queuedBytes += size
+    }
+
+    /// Moves waiting messages into the window while it has room, in queue order.
+    mutating func drainQueue(now: MQTTInstant, into actions: inout MQTTClientActions) {
+        guard isConnected else { return }
+        while let first = queue.first {
+            if first.message.qos == .atMostOnce {
+                _ = queue.popFirst()
+                queuedBytes -= first.size
+                sendQoS0(first.message, token: first.token, now: now, into: &actions)
+                continue
+            }
+            guard !inflight.isFull, let id = allocatePacketID() else { return }
+            _ = queue.popFirst()
+            queuedBytes -= first.size
+            startOutgoing(first.message, token: first.token, id: id, now: now, into: &actions)
+        }
+    }
+
+    mutating func addControl(
+        _ kind: PendingControl.Kind,
+        token: MQTTRequestToken?,
+        now: MQTTInstant,
+        into actions: inout MQTTClientActions
+    ) throws(MQTTClientError) -> UInt16 {
+        if case .idle = state { throw .notConnected }
+        guard controls.count < maxPendingRequests, let id = allocatePacketID() else {
+            throw .tooManyPendingRequests(limit: maxPendingRequests)
+        }
+        sequence &+= 1
+        var control = PendingControl(kind: kind, token: token, sequence: sequence, sent: false)
+        if isConnected {
+            send(control.packet(id: id), now: now, into: &actions)
+            control.sent = true
+        }
+        controls[id] = control
+        return id
+    }
+}
