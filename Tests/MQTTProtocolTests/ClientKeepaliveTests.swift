@@ -60,7 +60,7 @@ import Testing
         // Property over traffic patterns: the broker answers normally, then at a random moment
         // falls silent. The connection must end no later than lastReceived + 1.5 K, and never
         // while the broker still answers.
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         let keepAlive: UInt16 = 20
         let k = Duration.seconds(Int(keepAlive))
         for _ in 0..<200 {
@@ -132,16 +132,4 @@ import Testing
     }
 }
 
-/// A small deterministic generator for the tests' properties.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-}
+

@@ -46,7 +46,7 @@ struct BrokerModel {
     /// 2 messages reach it exactly once; no packet id is ever twice in flight.
     @Test(arguments: [false, true])
     func nothingPromisedIsLostAcrossCutsAndReconnects(brokerLosesSessions: Bool) throws {
-        var rng = SplitMix(seed: brokerLosesSessions ? 99 : 11)
+        var rng = SplitMix64(seed: brokerLosesSessions ? 99 : 11)
         for _ in 0..<40 {
             var h = Harness(keepAlive: 0, cleanSession: false, window: 1 + rng.below(8), maxQueued: 50, reconnect: ReconnectBackoff())
             var broker = BrokerModel()
@@ -214,7 +214,7 @@ extension ClientSessionPropertyTests {
     /// kept, every QoS 2 message is delivered to the application exactly once and every QoS 1
     /// message at least once.
     @Test func incomingQoS2IsDeliveredExactlyOnceAcrossCuts() throws {
-        var rng = SplitMix(seed: 5)
+        var rng = SplitMix64(seed: 5)
         for _ in 0..<40 {
             var h = Harness(keepAlive: 0, cleanSession: false, reconnect: ReconnectBackoff())
             var broker = SendingBrokerModel()

@@ -71,4 +71,7 @@ struct SplitMix64: RandomNumberGenerator {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+
+    /// A value in `0..<n` (a slight modulo bias is fine for tests).
+    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 }

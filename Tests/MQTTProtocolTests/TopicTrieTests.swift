@@ -1,19 +1,6 @@
 @testable import MQTTProtocol
 import Testing
 
-/// SplitMix64: a small seeded generator so that every run tests the same inputs.
-struct TopicTestRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 extension TopicTrie {
     /// Every value matching `topic`, in the trie's order.
     func matches(_ topic: String) -> [Value] {
@@ -206,7 +193,7 @@ extension TopicTrie {
 
     static let levels = ["a", "b", "ab", "", "$", "$SYS", "é", "abcdefghij"]
 
-    static func randomTopic(_ random: inout TopicTestRandom) -> String {
+    static func randomTopic(_ random: inout SplitMix64) -> String {
         let count = Int.random(in: 1...5, using: &random)
         var parts: [String] = []
         for _ in 0..<count { parts.append(levels.randomElement(using: &random)!) }
@@ -214,7 +201,7 @@ extension TopicTrie {
         return topic.isEmpty ? "a" : topic
     }
 
-    static func randomFilter(_ random: inout TopicTestRandom) -> String {
+    static func randomFilter(_ random: inout SplitMix64) -> String {
         let count = Int.random(in: 1...5, using: &random)
         var parts: [String] = []
         for index in 0..<count {
@@ -230,7 +217,7 @@ extension TopicTrie {
 
     @Test(arguments: [1 as UInt64, 42, 0xDEAD_BEEF, 2026])
     func agreesWithTheMatcherOnRandomFiltersAndTopics(seed: UInt64) throws {
-        var random = TopicTestRandom(seed: seed)
+        var random = SplitMix64(seed: seed)
         var compared = 0
         var matched = 0
         for _ in 0..<60 {
