@@ -27,7 +27,9 @@ import Darwin
 /// and closes; ``abort()`` closes at once. ``onClose`` fires exactly once, after the handle closed,
 /// with nil for a local close and the error otherwise (``TransportError/closedByPeer``,
 /// ``TransportError/connectionReset``, ...). A connection whose connect failed reports only through
-/// the connect completion.
+/// the connect completion. When a write fails because the peer reset the connection, the bytes
+/// the peer sent before are read and delivered (through the transform) first, so that the
+/// reason it gave (a TLS alert) is reported instead of the reset.
 public final class TCPConnection {
     /// The loop the connection runs on.
     public let loop: EventLoop
