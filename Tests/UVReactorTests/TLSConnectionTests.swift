@@ -123,53 +123,6 @@ private func logEventuallyContains(_ process: ChildProcess, _ text: String, time
     return process.log.contains(text)
 }
 
-/// A loopback TCP socket that listens but is never accepted from: the kernel completes TCP
-/// connects into its backlog, so a TLS client connects and its ClientHello is never answered.
-private final class SilentListener {
-    let fd: Int32
-    let port: UInt16
-
-    init() throws {
-        let fd = socket(AF_INET, Int32(Glibc.SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw HarnessError("socket: errno \(errno)") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard ok else {
-            close(fd)
-            throw HarnessError("listen: errno \(errno)")
-        }
-        self.fd = fd
-        self.port = UInt16(bigEndian: address.sin_port)
-    }
-
-    /// Accepts the pending connection (non-blocking) and returns what the client sent.
-    func acceptAndReadAll() -> [UInt8]? {
-        let flags = fcntl(fd, F_GETFL)
-        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
-        let client = accept(fd, nil, nil)
-        guard client >= 0 else { return nil }
-        defer { close(client) }
-        _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        for _ in 0..<64 {
-            let count = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
-            guard count > 0 else { break }
-            bytes += buffer[0..<count]
-        }
-        return bytes
-    }
-
-    deinit { close(fd) }
-}
-
 @Suite("TLS through the reactor's TCP connection", .serialized)
 struct TLSConnectionTests {
     let fixtures: TLSFixtures
