@@ -1,6 +1,9 @@
 // Test helpers for the TLS suites: certificates made with the `openssl` command, child
 // processes (openssl s_server, mosquitto) that are always stopped, and a blocking loopback
 // socket that pumps bytes between a peer and a `TLSEngine` (the reactor's TCP is not used here).
+// CLibUV too: seen here, `SOCK_STREAM` was sometimes "not in scope" with only Glibc imported
+// (a fresh sanitizer build); uv.h includes <sys/socket.h>, and importing CLibUV as well fixed it.
+import CLibUV
 import Foundation
 import RingBuffers
 import UVReactor
