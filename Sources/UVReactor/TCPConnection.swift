@@ -27,7 +27,9 @@ import Darwin
 /// and closes; ``abort()`` closes at once. ``onClose`` fires exactly once, after the handle closed,
 /// with nil for a local close and the error otherwise (``TransportError/closedByPeer``,
 /// ``TransportError/connectionReset``, ...). A connection whose connect failed reports only through
-/// the connect completion.
+/// the connect completion. When a write fails because the peer reset the connection, the bytes
+/// the peer sent before are read and delivered (through the transform) first, so that the
+/// reason it gave (a TLS alert) is reported instead of the reset.
 public final class TCPConnection {
     /// The loop the connection runs on.
     public let loop: EventLoop
@@ -87,7 +89,21 @@ public final class TCPConnection {
     private var lastConnectError: TransportError?
     private var connectTimer: LoopTimer?
 
+    /// libuv writes with `write`/`writev`, which raise `SIGPIPE` when the peer is gone (a reset
+    /// socket), and `SIGPIPE`'s default action ends the process: a refusing TLS server or a
+    /// broker that closes would kill its client. Like any libuv program, the reactor ignores
+    /// it (once per process, when the first connection is made) and handles `EPIPE` instead; a
+    /// handler the application installed itself is left alone.
+    private static let sigpipeIgnored: Void = {
+        var current = sigaction()
+        // SIG_DFL is the null handler.
+        if sigaction(SIGPIPE, nil, &current) == 0 && unsafeBitCast(current.__sigaction_handler, to: Int.self) == 0 {
+            signal(SIGPIPE, SIG_IGN)
+        }
+    }()
+
     init(loop: EventLoop, options: TCPOptions, transform: (any StreamTransform)?) {
+        _ = Self.sigpipeIgnored
         self.loop = loop
         self.options = options
         self.transform = transform
@@ -194,7 +210,7 @@ public final class TCPConnection {
                 try transform.send(plaintextOut.readableRegion, output: wire)
                 plaintextOut.removeAll()
             } catch {
-                fail(error)
+                failWithTransformError(error)
                 return
             }
         }
@@ -219,7 +235,7 @@ public final class TCPConnection {
             return
         }
         if written < 0 && written != Int(UV_EAGAIN.rawValue) {
-            fail(.from(uv: Int32(written)))
+            failAfterReadingRemains(.from(uv: Int32(written)))
             return
         }
         if written > 0 { wire.consume(written) }
@@ -235,7 +251,7 @@ public final class TCPConnection {
         }
         if status < 0 {
             writeInFlight = false
-            fail(.from(uv: status))
+            failAfterReadingRemains(.from(uv: status))
         }
     }
 
@@ -244,7 +260,7 @@ public final class TCPConnection {
         inFlight.removeAll()
         if status < 0 {
             // ECANCELED: the handle is closing; anything else ends the connection.
-            if state != .closingHandle && state != .closed { fail(.from(uv: status)) }
+            if state != .closingHandle && state != .closed { failAfterReadingRemains(.from(uv: status)) }
             return
         }
         if !wire.isEmpty || !(plaintextOut?.isEmpty ?? true) {
@@ -358,7 +374,7 @@ public final class TCPConnection {
                     let progress = try transform.receive(bytes, plaintext: inbound, output: wire)
                     transformProgressed(progress)
                 } catch {
-                    fail(error)
+                    failWithTransformError(error)
                 }
             } else {
                 inbound.commitWrite(count)
@@ -428,7 +444,7 @@ public final class TCPConnection {
                 transformPlaintextPending = progress.plaintextPending
                 if !wire.isEmpty { requestFlush() }
             } catch {
-                fail(error)
+                failWithTransformError(error)
                 return
             }
             if inbound.readableBytes == before { break }
@@ -463,6 +479,7 @@ public final class TCPConnection {
                         try transform.send(plaintextOut.readableRegion, output: wire)
                         plaintextOut.removeAll()
                     } catch {
+                        writeQueuedBestEffort()
                         closeHandle(error)
                         return
                     }
@@ -506,6 +523,61 @@ public final class TCPConnection {
         writeSideShut = true
         // Wait for the peer's end of stream unless it came already (or the shutdown failed).
         if peerEnded || status < 0 { closeHandle(nil) }
+    }
+
+    /// Ends the connection after the transform threw (docs/tls.md, "For the connection").
+    ///
+    /// The transform may have queued bytes that say why: our TLS alert (`unknown_ca`,
+    /// `bad_certificate_hostname`, ...) tells the server the reason instead of a bare close, so
+    /// they are written (best effort) before the handle closes. Plaintext the transform committed
+    /// before it failed was authenticated: the consumer gets it (``onRead``) before ``onClose``.
+    private func failWithTransformError(_ error: TransportError) {
+        writeQueuedBestEffort()
+        if state == .open && !inbound.isEmpty { onRead?(self) }
+        fail(error)
+    }
+
+    /// Writes what is queued for the socket with one `uv_try_write`, without waiting: for the
+    /// last bytes before the handle closes (a transform's alert, a few dozen bytes). Nothing is
+    /// written while a `uv_write` is in flight (the bytes would overtake it; libuv refuses too).
+    private func writeQueuedBestEffort() {
+        guard let tcp, !writeInFlight, !wire.isEmpty else { return }
+        var buffer = Self.uvBuffer(wire.readableRegion)
+        writeCallCount += 1
+        let written = Int(uv_try_write(uvStream(tcp), &buffer, 1))
+        if written > 0 { wire.consume(written) }
+    }
+
+    /// Ends the connection after a write failed, but first reads what the peer sent before it
+    /// went away (docs/tls.md, "For the connection").
+    ///
+    /// A peer that refuses the session sends its reason and closes at once; our next write then
+    /// fails (`ECONNRESET`/`EPIPE`) while the reason is still unread in the socket: with TLS 1.3
+    /// mutual TLS the server's `certificate_required` alert, which arrives only after the
+    /// client's handshake completed, typically while the CONNECT is being written (measured
+    /// against mosquitto: about half the runs). Linux keeps the received bytes readable after a
+    /// reset, so they are read here with non-blocking `recv` calls and go through the normal
+    /// read path (transform, ``onRead``). If the transform fails on them, its error (e.g.
+    /// ``TransportError/tlsPeerRequiredCertificate``) is reported; otherwise `error`.
+    private func failAfterReadingRemains(_ error: TransportError) {
+        if let tcp, state == .open || state == .handshaking {
+            var fd: uv_os_fd_t = -1
+            if uv_fileno(uvHandle(tcp), &fd) == 0 {
+                // Bounded: the socket holds at most its receive buffer; stops at the end of the
+                // queued bytes (EAGAIN, 0 or the reset), when the ring is full, or once the read
+                // path ended the connection.
+                var reads = 0
+                while reads < 256 && (state == .open || state == .handshaking) && self.tcp != nil {
+                    reads += 1
+                    let buffer = readBuffer(suggested: 64 * 1024)
+                    guard buffer.len > 0 else { break }
+                    let count = recv(fd, buffer.base, buffer.len, Int32(MSG_DONTWAIT))
+                    guard count > 0 else { break }
+                    didRead(count)
+                }
+            }
+        }
+        fail(error)
     }
 
     /// Ends the connection with `error` (during connect: fails the connect).
@@ -770,7 +842,7 @@ public final class TCPConnection {
             do {
                 try transform.start(output: wire)
             } catch {
-                failConnect(error)
+                failWithTransformError(error)
                 return
             }
             requestFlush()

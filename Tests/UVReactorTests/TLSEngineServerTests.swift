@@ -3,39 +3,6 @@ import RingBuffers
 import Testing
 @testable import UVReactor
 
-/// An `openssl s_server -rev` on a free loopback port: it answers each line with the line
-/// reversed, so data is checked in both directions.
-private final class ReversingServer {
-    let process: ChildProcess
-    let port: UInt16
-
-    /// Starts the server with the fixtures' server certificate plus `arguments`; retries with a new
-    /// port when the chosen one was taken meanwhile.
-    init(_ fixtures: TLSFixtures, _ arguments: [String] = []) throws {
-        let openssl = try executablePath("openssl")
-        var lastError: (any Error)?
-        for attempt in 0..<3 {
-            let port = try freeLoopbackPort()
-            let process = try ChildProcess(openssl, [
-                "s_server", "-accept", "127.0.0.1:\(port)", "-rev",
-                "-cert", fixtures.serverCertificate, "-key", fixtures.serverKey,
-            ] + arguments, logPath: fixtures.directory + "/s_server-\(port)-\(attempt).log")
-            do {
-                try waitUntilListening(port: port, process: process)
-                self.process = process
-                self.port = port
-                return
-            } catch {
-                process.stop()
-                lastError = error
-            }
-        }
-        throw lastError ?? HarnessError("s_server did not start")
-    }
-
-    func stop() { process.stop() }
-}
-
 /// Sends `line` plus a newline and expects it back reversed.
 private func expectReversedEcho(_ client: TLSTestClient, _ line: String) throws {
     try client.write(Array((line + "\n").utf8))

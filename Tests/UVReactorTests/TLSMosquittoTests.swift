@@ -7,64 +7,6 @@ import UVReactor
 import Glibc
 #endif
 
-/// A mosquitto broker with one TLS listener on a free loopback port and its own temporary config.
-private final class TLSBroker {
-    let process: ChildProcess
-    let port: UInt16
-
-    init(_ fixtures: TLSFixtures, requireCertificate: Bool) throws {
-        let mosquitto = try executablePath("mosquitto")
-        var lastError: (any Error)?
-        for attempt in 0..<3 {
-            let port = try freeLoopbackPort()
-            let base = fixtures.directory + "/mosquitto-\(port)-\(attempt)"
-            var config = """
-                listener \(port) 127.0.0.1
-                cafile \(fixtures.caFile)
-                certfile \(fixtures.serverCertificate)
-                keyfile \(fixtures.serverKey)
-                require_certificate \(requireCertificate)
-                allow_anonymous true
-                persistence false
-                log_dest stderr
-                log_type all
-
-                """
-            // As root, mosquitto otherwise switches to the `mosquitto` user.
-            if getuid() == 0 { config += "user root\n" }
-            try config.write(toFile: base + ".conf", atomically: true, encoding: .utf8)
-            let process = try ChildProcess(mosquitto, ["-c", base + ".conf"], logPath: base + ".log")
-            do {
-                try waitUntilListening(port: port, process: process)
-                self.process = process
-                self.port = port
-                return
-            } catch {
-                process.stop()
-                lastError = error
-            }
-        }
-        throw lastError ?? HarnessError("mosquitto did not start")
-    }
-
-    func stop() { process.stop() }
-}
-
-/// An MQTT 3.1.1 CONNECT with clean session, keep alive 60 s and the given client id, written
-/// out by hand (the encoder is not this suite's subject).
-private func connectPacket(clientID: String) -> [UInt8] {
-    let id = Array(clientID.utf8)
-    // Protocol name "MQTT", level 4, flags: clean session [MQTT-3.1.2-4], keep alive 60.
-    let variableHeader: [UInt8] = [0x00, 0x04, 0x4D, 0x51, 0x54, 0x54, 0x04, 0x02, 0x00, 0x3C]
-    let payload: [UInt8] = [UInt8(id.count >> 8), UInt8(id.count & 0xFF)] + id
-    let remainingLength = variableHeader.count + payload.count
-    precondition(remainingLength < 128, "one-byte remaining length only")
-    return [0x10, UInt8(remainingLength)] + variableHeader + payload
-}
-
-/// CONNACK, session not present, connection accepted [MQTT-3.2.2-1].
-private let connackAccepted: [UInt8] = [0x20, 0x02, 0x00, 0x00]
-
 @Suite("TLS engine against a mosquitto TLS listener", .serialized)
 struct TLSMosquittoTests {
     let fixtures: TLSFixtures

@@ -1,6 +1,9 @@
 // Test helpers for the TLS suites: certificates made with the `openssl` command, child
 // processes (openssl s_server, mosquitto) that are always stopped, and a blocking loopback
 // socket that pumps bytes between a peer and a `TLSEngine` (the reactor's TCP is not used here).
+// CLibUV too: seen here, `SOCK_STREAM` was sometimes "not in scope" with only Glibc imported
+// (a fresh sanitizer build); uv.h includes <sys/socket.h>, and importing CLibUV as well fixed it.
+import CLibUV
 import Foundation
 import RingBuffers
 import UVReactor
@@ -334,6 +337,53 @@ func waitUntilListening(port: UInt16, process: ChildProcess, timeout: Duration =
     throw HarnessError("\(process.name) did not listen on \(port) within \(timeout): \(process.log)")
 }
 
+/// A loopback TCP socket that listens but is never accepted from: the kernel completes TCP
+/// connects into its backlog, so a TLS client connects and its ClientHello is never answered.
+final class SilentListener {
+    let fd: Int32
+    let port: UInt16
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw HarnessError("socket: errno \(errno)") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard ok else {
+            close(fd)
+            throw HarnessError("listen: errno \(errno)")
+        }
+        self.fd = fd
+        self.port = UInt16(bigEndian: address.sin_port)
+    }
+
+    /// Accepts the pending connection (non-blocking) and returns what the client sent.
+    func acceptAndReadAll() -> [UInt8]? {
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        let client = accept(fd, nil, nil)
+        guard client >= 0 else { return nil }
+        defer { close(client) }
+        _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        for _ in 0..<64 {
+            let count = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
+            guard count > 0 else { break }
+            bytes += buffer[0..<count]
+        }
+        return bytes
+    }
+
+    deinit { close(fd) }
+}
+
 // MARK: Driving the engine
 
 /// A TLS client made of a ``TLSEngine`` and a blocking loopback socket: the test's stand-in for
@@ -443,3 +493,96 @@ final class TLSTestClient {
         output.consume(output.readableBytes)
     }
 }
+
+// MARK: Servers (shared by the engine and the connection suites)
+
+/// An `openssl s_server -rev` on a free loopback port: it answers each line with the line
+/// reversed, so data is checked in both directions.
+final class ReversingServer {
+    let process: ChildProcess
+    let port: UInt16
+
+    /// Starts the server with the fixtures' server certificate plus `arguments`; retries with a new
+    /// port when the chosen one was taken meanwhile.
+    init(_ fixtures: TLSFixtures, _ arguments: [String] = []) throws {
+        let openssl = try executablePath("openssl")
+        var lastError: (any Error)?
+        for attempt in 0..<3 {
+            let port = try freeLoopbackPort()
+            let process = try ChildProcess(openssl, [
+                "s_server", "-accept", "127.0.0.1:\(port)", "-rev",
+                "-cert", fixtures.serverCertificate, "-key", fixtures.serverKey,
+            ] + arguments, logPath: fixtures.directory + "/s_server-\(port)-\(attempt).log")
+            do {
+                try waitUntilListening(port: port, process: process)
+                self.process = process
+                self.port = port
+                return
+            } catch {
+                process.stop()
+                lastError = error
+            }
+        }
+        throw lastError ?? HarnessError("s_server did not start")
+    }
+
+    func stop() { process.stop() }
+}
+
+/// A mosquitto broker with one TLS listener on a free loopback port and its own temporary config.
+final class TLSBroker {
+    let process: ChildProcess
+    let port: UInt16
+
+    init(_ fixtures: TLSFixtures, requireCertificate: Bool) throws {
+        let mosquitto = try executablePath("mosquitto")
+        var lastError: (any Error)?
+        for attempt in 0..<3 {
+            let port = try freeLoopbackPort()
+            let base = fixtures.directory + "/mosquitto-\(port)-\(attempt)"
+            var config = """
+                listener \(port) 127.0.0.1
+                cafile \(fixtures.caFile)
+                certfile \(fixtures.serverCertificate)
+                keyfile \(fixtures.serverKey)
+                require_certificate \(requireCertificate)
+                allow_anonymous true
+                persistence false
+                log_dest stderr
+                log_type all
+
+                """
+            // As root, mosquitto otherwise switches to the `mosquitto` user.
+            if getuid() == 0 { config += "user root\n" }
+            try config.write(toFile: base + ".conf", atomically: true, encoding: .utf8)
+            let process = try ChildProcess(mosquitto, ["-c", base + ".conf"], logPath: base + ".log")
+            do {
+                try waitUntilListening(port: port, process: process)
+                self.process = process
+                self.port = port
+                return
+            } catch {
+                process.stop()
+                lastError = error
+            }
+        }
+        throw lastError ?? HarnessError("mosquitto did not start")
+    }
+
+    func stop() { process.stop() }
+}
+
+/// An MQTT 3.1.1 CONNECT with clean session, keep alive 60 s and the given client id, written
+/// out by hand (the encoder is not this suite's subject).
+func connectPacket(clientID: String) -> [UInt8] {
+    let id = Array(clientID.utf8)
+    // Protocol name "MQTT", level 4, flags: clean session [MQTT-3.1.2-4], keep alive 60.
+    let variableHeader: [UInt8] = [0x00, 0x04, 0x4D, 0x51, 0x54, 0x54, 0x04, 0x02, 0x00, 0x3C]
+    let payload: [UInt8] = [UInt8(id.count >> 8), UInt8(id.count & 0xFF)] + id
+    let remainingLength = variableHeader.count + payload.count
+    precondition(remainingLength < 128, "one-byte remaining length only")
+    return [0x10, UInt8(remainingLength)] + variableHeader + payload
+}
+
+/// CONNACK, session not present, connection accepted [MQTT-3.2.2-1].
+let connackAccepted: [UInt8] = [0x20, 0x02, 0x00, 0x00]
