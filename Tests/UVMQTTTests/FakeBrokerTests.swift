@@ -262,6 +262,19 @@ struct FakeBrokerTests {
         }
     }
 
+    @Test("reason -1: the transport (here a TLS handshake nobody answers) is not up in time")
+    func sendTimeout() async throws {
+        try await withFakeBroker { broker, loop in
+            broker.behaviour.withLock { $0.connack = nil; $0.discardInput = true }
+            let result = Locked<Int?>(nil)
+            let client = NodeMCUClient(options: MQTTClientOptions(clientID: "slow-tls", connectTimeout: .milliseconds(300)), eventLoop: loop)
+            try client.connect("127.0.0.1", port: broker.port, secure: .on, failed: { _, f in result.withLock { $0 = f.nodeMCUReasonCode } })
+            _ = await EventLog().wait(within: 5) { _ in result.withLock { $0 } != nil }
+            #expect(result.withLock { $0 } == -1)
+            client.close()
+        }
+    }
+
     func failureCode(host: String, port: Int, loop: EventLoop, timeout: Duration = .seconds(3)) async -> Int? {
         let result = Locked<Int?>(nil)
         let client = NodeMCUClient(options: MQTTClientOptions(clientID: "reason", connectTimeout: timeout), eventLoop: loop)
