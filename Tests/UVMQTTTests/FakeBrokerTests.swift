@@ -167,6 +167,8 @@ struct FakeBrokerTests {
             #expect(completions.withLock { $0 }.sorted() == ["0 ok", "1 ok", "2 ok"])
             try await Task.sleep(for: .milliseconds(50))
             #expect(completions.withLock { $0.count } == 3)
+            // The "puback" event fired for every acknowledgement too.
+            #expect(log.count("puback") == 3)
             client.close()
         }
     }
