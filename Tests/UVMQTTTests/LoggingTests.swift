@@ -36,3 +36,20 @@ struct LoggingTests {
         }
     }
 }
+
+@Suite("Reasons")
+struct ReasonTests {
+    @Test("every failure maps to the enum case with its NodeMCU number")
+    func reasonsMatchCodes() {
+        let failures: [MQTTConnectionFailure] = [
+            .serverNotFound, .notConnAck(.publish), .dnsFailure(host: "h"), .connAckTimeout, .sendTimeout,
+            .refused(.unacceptableProtocolVersion), .refused(.identifierRejected), .refused(.serverUnavailable),
+            .refused(.badUsernameOrPassword), .refused(.notAuthorized), .transport("x"), .closedByPeer,
+            .protocolError(.malformedRemainingLength), .keepAliveTimeout, .tlsHandshakeFailed("x"),
+            .tlsCertificateUntrusted("x"), .tlsHostnameMismatch("x"), .tlsClientCertificateRejected("x"), .closedByUser,
+        ]
+        #expect(failures.map(\.reason.rawValue) == failures.map(\.nodeMCUReasonCode))
+        #expect(Set(failures.map(\.reason)) == Set(MQTTConnectReason.allCases))
+        #expect(MQTTConnectReason.serverNotFound.rawValue == -5 && MQTTConnectReason.refusedNotAuthorized.rawValue == 5)
+    }
+}
