@@ -86,7 +86,10 @@ let package = Package(
         ),
         .testTarget(
             name: "UVMQTTTests",
-            dependencies: ["UVMQTT", "MQTTProtocol", "UVReactor", "RingBuffers"],
+            dependencies: [
+                "UVMQTT", "MQTTProtocol", "UVReactor", "RingBuffers",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
     ],

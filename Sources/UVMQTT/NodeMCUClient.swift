@@ -103,7 +103,7 @@ public final class NodeMCUClient: Sendable {
             loop.start()
             ownsLoop = true
         }
-        engine = ClientEngine(options: options, loop: loop, logger: logger ?? Logger(label: "uvmqtt", factory: { _ in SwiftLogNoOpLogHandler() }))
+        engine = ClientEngine(options: options, loop: loop, logger: logger)
     }
 
     deinit {

@@ -145,6 +145,8 @@ struct ClientBehaviourTests {
         try await withFakeBroker { broker, loop in
             let log = EventLog()
             let client = try await connectedClient(broker, loop, log)
+            client.on(.suback) { _ in log.add("suback") }
+            client.on(.unsuback) { _ in log.add("unsuback") }
             #expect(await log.wait(for: "connect"))
             let granted = Locked<[String: SubAckReturnCode]?>(nil)
             broker.behaviour.withLock { $0.ackSubscribe = false }
@@ -169,6 +171,8 @@ struct ClientBehaviourTests {
             #expect(u.filters == ["a/b", "c/#"])
             broker.send(.unsuback(packetID: u.packetID))
             #expect(await EventLog().wait { _ in unsubscribed.withLock { $0 } })
+            #expect(await log.wait(for: "unsuback"))
+            #expect(log.count("suback") == 1 && log.count("unsuback") == 1)
             client.close()
         }
     }

@@ -167,6 +167,8 @@ struct FakeBrokerTests {
             #expect(completions.withLock { $0 }.sorted() == ["0 ok", "1 ok", "2 ok"])
             try await Task.sleep(for: .milliseconds(50))
             #expect(completions.withLock { $0.count } == 3)
+            // The "puback" event fired for every acknowledgement too.
+            #expect(log.count("puback") == 3)
             client.close()
         }
     }
@@ -194,6 +196,35 @@ struct FakeBrokerTests {
             #expect(await broker.waitForPacket(on: 1) { $0.pubrelID == publish.packetID } != nil)
             #expect(await EventLog().wait { _ in done.withLock { $0 } == 1 })
             #expect(broker.packets(1).allSatisfy { $0.packet.publish == nil })
+            client.close()
+        }
+    }
+
+    @Test("reconnect without a kept session: subscriptions made again, unacknowledged messages published again")
+    func noSessionResubscribes() async throws {
+        try await withFakeBroker { broker, loop in
+            let log = EventLog()
+            let client = try await connectedClient(broker, loop, log, autoreconnect: true)
+            #expect(await log.wait(for: "connect"))
+            let subscribed = Locked(false)
+            try client.subscribe("s/#", qos: .atLeastOnce) { _, r in if case .success = r { subscribed.withLock { $0 = true } } }
+            #expect(await EventLog().wait { _ in subscribed.withLock { $0 } })
+            broker.behaviour.withLock { $0.ackPublish = false }
+            let done = Locked(0)
+            try client.publish("p/1", "kept", qos: .atLeastOnce) { _, r in if case .success = r { done.withLock { $0 += 1 } } }
+            #expect(await broker.waitForPacket(on: 0) { $0.publish?.topic == "p/1" } != nil)
+            broker.behaviour.withLock { $0.ackPublish = true }  // CONNACK stays "no session"
+            broker.cut(0)
+            #expect(await broker.waitForConnections(2))
+            let resubscribe = await broker.waitForPacket(on: 1) { if case .subscribe = $0 { true } else { false } }
+            guard case .subscribe(let s)? = resubscribe?.packet else {
+                Issue.record("no SUBSCRIBE after the reconnect")
+                return
+            }
+            #expect(s.subscriptions == [TopicSubscription(filter: "s/#", qos: .atLeastOnce)])
+            let again = await broker.waitForPacket(on: 1) { $0.publish?.topic == "p/1" }
+            #expect(again?.packet.publish?.payload == Array("kept".utf8))
+            #expect(await EventLog().wait { _ in done.withLock { $0 } == 1 })
             client.close()
         }
     }
@@ -259,6 +290,19 @@ struct FakeBrokerTests {
         try await withFakeBroker { broker, loop in
             broker.behaviour.withLock { $0.connack = [0x20, 0x02, 0x00, UInt8(code)] }
             #expect(await failureCode(host: "127.0.0.1", port: broker.port, loop: loop) == code)
+        }
+    }
+
+    @Test("reason -1: the transport (here a TLS handshake nobody answers) is not up in time")
+    func sendTimeout() async throws {
+        try await withFakeBroker { broker, loop in
+            broker.behaviour.withLock { $0.connack = nil; $0.discardInput = true }
+            let result = Locked<Int?>(nil)
+            let client = NodeMCUClient(options: MQTTClientOptions(clientID: "slow-tls", connectTimeout: .milliseconds(300)), eventLoop: loop)
+            try client.connect("127.0.0.1", port: broker.port, secure: .on, failed: { _, f in result.withLock { $0 = f.nodeMCUReasonCode } })
+            _ = await EventLog().wait(within: 5) { _ in result.withLock { $0 } != nil }
+            #expect(result.withLock { $0 } == -1)
+            client.close()
         }
     }
 

@@ -49,7 +49,9 @@ final class ClientEngine: @unchecked Sendable {
 
     let loop: EventLoop
     private(set) var options: MQTTClientOptions
-    let logger: Logger
+    /// The user's logger with the client id in its metadata; nil = no logging (the library
+    /// never creates a logger of its own).
+    let logger: Logger?
     /// Whether a connect was requested and has not finally ended (no further retry): checked and
     /// set by the fronts under the lock so that a second connect is an error at once.
     let active = Locked(false)
@@ -82,9 +84,11 @@ final class ClientEngine: @unchecked Sendable {
     private var pausedByConsumer = false
     private var shutDown = false
 
-    init(options: MQTTClientOptions, loop: EventLoop, logger: Logger) {
+    init(options: MQTTClientOptions, loop: EventLoop, logger: Logger?) {
         self.options = options
         self.loop = loop
+        var logger = logger
+        logger?[metadataKey: "mqtt.client"] = "\(options.clientID)"
         self.logger = logger
         // Jitter must differ between clients (so they do not reconnect in lock step).
         let seed = UInt64.random(in: .min ... .max)
@@ -188,7 +192,7 @@ final class ClientEngine: @unchecked Sendable {
             try machine.connect(now: ClientEngine.now(), into: &actions)
         } catch {
             // The fronts check `active` first; this is the machine's own guard.
-            logger.warning("connect refused by the client state", metadata: ["error": "\(error)"])
+            logger?.warning("connect refused by the client state", metadata: ["error": "\(error)"])
             completion?(.failure(.transport("\(error)")))
             return
         }
@@ -215,7 +219,7 @@ final class ClientEngine: @unchecked Sendable {
                 }
             }
             if let failure {
-                logger.error("PUBLISH not encoded", metadata: ["error": "\(failure)"])
+                logger?.error("PUBLISH not encoded", metadata: ["error": "\(failure)"])
             } else {
                 needsFlush = true
             }
@@ -326,7 +330,7 @@ final class ClientEngine: @unchecked Sendable {
             do {
                 packet = try decoder.next(in: ring)
             } catch {
-                logger.warning("invalid data from the broker", metadata: ["error": "\(error)"])
+                logger?.warning("invalid data from the broker", metadata: ["error": "\(error)"])
                 machine.receivedInvalidData(error, now: now, into: &actions)
                 performActions()
                 break
@@ -399,19 +403,19 @@ final class ClientEngine: @unchecked Sendable {
                 needsFlush = true
             } catch {
                 // Requests are validated by the fronts; this would be a bug, not network input.
-                logger.error("packet not encoded", metadata: ["packet": "\(packet.type)", "error": "\(error)"])
+                logger?.error("packet not encoded", metadata: ["packet": "\(packet.type)", "error": "\(error)"])
             }
         case .closeTransport:
             closeTransport()
         case .connected(let sessionPresent):
-            logger.debug("connected", metadata: ["sessionPresent": "\(sessionPresent)"])
+            logger?.debug("connected", metadata: ["sessionPresent": "\(sessionPresent)"])
             if let pending = pendingConnect {
                 pendingConnect = nil
                 pending(.success(sessionPresent))
             }
             handlers.connect?(sessionPresent)
         case .connectFailed(let failure, let willRetry):
-            logger.debug("connect failed", metadata: ["reason": "\(failure)", "willRetry": "\(willRetry)"])
+            logger?.debug("connect failed", metadata: ["reason": "\(failure)", "willRetry": "\(willRetry)"])
             if let pending = pendingConnect {
                 pendingConnect = nil
                 if willRetry && stopRetryingOnFirstFailure {
@@ -424,7 +428,7 @@ final class ClientEngine: @unchecked Sendable {
             }
             handlers.connfail?(failure)
         case .offline(let failure, let willReconnect):
-            logger.debug("offline", metadata: ["reason": "\(failure)", "willReconnect": "\(willReconnect)"])
+            logger?.debug("offline", metadata: ["reason": "\(failure)", "willReconnect": "\(willReconnect)"])
             if !willReconnect { finishActive() }
             handlers.offline?(failure)
         case .deliver(let view):
@@ -458,7 +462,7 @@ final class ClientEngine: @unchecked Sendable {
             case nil: break
             }
         case .unexpectedAck(let type, let packetID):
-            logger.debug("acknowledgement for nothing outstanding", metadata: ["type": "\(type)", "packetID": "\(packetID)"])
+            logger?.debug("acknowledgement for nothing outstanding", metadata: ["type": "\(type)", "packetID": "\(packetID)"])
         }
     }
 

@@ -16,6 +16,8 @@ final class FakeBroker: @unchecked Sendable {
         /// Acknowledge PUBLISH (PUBACK / PUBREC) and PUBREL (PUBCOMP).
         var ackPublish = true
         var ackSubscribe = true
+        /// Read and drop everything (a peer that never answers whatever it is sent, e.g. TLS).
+        var discardInput = false
     }
 
     struct Received: Sendable {
@@ -157,6 +159,10 @@ final class FakeBroker: @unchecked Sendable {
         var captured = 0
         connection.onRead = { [self] c in
             let ring = c.inbound
+            if behaviour.withLock({ $0.discardInput }) {
+                ring.consume(ring.readableBytes)
+                return
+            }
             let fresh = ring.readableBytes - captured
             if fresh > 0 {
                 let bytes = ring.readBytes(offset: captured, count: fresh)
