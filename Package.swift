@@ -15,9 +15,11 @@ let package = Package(
         .library(name: "UVMQTT", targets: ["UVMQTT"]),
         .library(name: "MQTTProtocol", targets: ["MQTTProtocol"]),
         .library(name: "UVReactor", targets: ["UVReactor"]),
+        .executable(name: "mqtt", targets: ["MQTTTool"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
         // MARK: C libraries
@@ -72,6 +74,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: Command-line tool `mqtt` (pub, sub, bench), public API only.
+        .executableTarget(
+            name: "MQTTTool",
+            dependencies: [
+                "UVMQTT",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Tests
         .testTarget(
             name: "MQTTProtocolTests",
@@ -86,6 +99,12 @@ let package = Package(
         .testTarget(
             name: "UVMQTTTests",
             dependencies: ["UVMQTT", "MQTTProtocol", "UVReactor", "RingBuffers"],
+            swiftSettings: swiftSettings
+        ),
+        // Runs the built `mqtt` executable against mosquitto (build it first: `make test` does).
+        .testTarget(
+            name: "MQTTToolTests",
+            dependencies: ["MQTTTool"],
             swiftSettings: swiftSettings
         ),
     ],
