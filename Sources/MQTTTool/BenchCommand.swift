@@ -1,7 +1,9 @@
 import ArgumentParser
-import Foundation
 import Synchronization
 import UVMQTT
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `mqtt bench pub|sub`: the throughput driver of `../shared/bench` (the driver contract in its
 /// README), built on the public NodeMCU-style API: every publish, completion and message runs on
@@ -47,12 +49,15 @@ struct BenchCommand: ParsableCommand {
     var window: Int?
 
     func run() throws {
-        let environment = ProcessInfo.processInfo.environment
+        func environment(_ name: String) -> Double? {
+            guard let raw = getenv(name), let value = Double(String(cString: raw)), value > 0 else { return nil }
+            return value
+        }
         let args = BenchArguments(
             mode: mode, host: host == "localhost" ? "127.0.0.1" : host, port: port, count: count,
             payloadSize: payloadSize, qos: qos, window: window ?? (qos == 0 ? 1000 : 100),
-            timeout: environment["BENCH_TIMEOUT"].flatMap(Double.init).flatMap { $0 > 0 ? $0 : nil } ?? 120,
-            idle: environment["BENCH_IDLE"].flatMap(Double.init).flatMap { $0 > 0 ? $0 : nil } ?? 10)
+            timeout: environment("BENCH_TIMEOUT") ?? 120,
+            idle: environment("BENCH_IDLE") ?? 10)
         guard BenchArguments.isLoopback(host) else {
             writeStderr("swift-uv-mqtt: refusing non-loopback host '\(host)'")
             throw ExitCode(2)
@@ -63,7 +68,7 @@ struct BenchCommand: ParsableCommand {
             throw ExitCode(2)
         }
         let run = BenchRun(args)
-        Foundation.exit(run.execute())
+        Glibc.exit(run.execute())
     }
 }
 
@@ -87,11 +92,6 @@ struct BenchArguments: Sendable {
     }
 }
 
-func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
 
 /// One benchmark run. The `loop…` state is touched on the client's loop thread only; the main
 /// thread reads the atomics to print progress and to enforce the time limits.
@@ -187,7 +187,7 @@ final class BenchRun: @unchecked Sendable {
         if status == "ok" && count != args.count { status = "short" }
         let secs = endTime > startTime ? endTime - startTime : 0
         let rate = secs > 0 ? Double(count) / secs : 0
-        writeStdoutLine("RESULT lib=\(Self.lib) mode=\(args.mode.rawValue) qos=\(args.qos) payload=\(args.payloadSize) n=\(args.count) count=\(count) secs=\(String(format: "%.6f", secs)) rate=\(String(format: "%.0f", rate)) status=\(status)")
+        writeStdoutLine("RESULT lib=\(Self.lib) mode=\(args.mode.rawValue) qos=\(args.qos) payload=\(args.payloadSize) n=\(args.count) count=\(count) secs=\(formatFixed(secs, digits: 6)) rate=\(formatFixed(rate, digits: 0)) status=\(status)")
         return status == "ok" ? 0 : 1
     }
 

@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import UVMQTT
 
@@ -126,7 +128,7 @@ extension ConnectionOptions {
             throw ToolFailure("--cert and --key go together")
         }
         for (flag, path) in [("--cafile", cafile), ("--cert", cert), ("--key", key)] {
-            if let path, !FileManager.default.isReadableFile(atPath: path) {
+            if let path, access(path, R_OK) != 0 {
                 throw ToolFailure("cannot read \(flag) file '\(path)'")
             }
         }
@@ -197,7 +199,7 @@ extension ConnectionOptions {
         var topic: String?
         if let slash = rest.firstIndex(of: "/") {
             let path = rest[rest.index(after: slash)...]
-            if !path.isEmpty { topic = String(path).removingPercentEncoding ?? String(path) }
+            if !path.isEmpty { topic = String(path) }
             rest = rest[..<slash]
         }
         var user: String?

@@ -1,5 +1,8 @@
 import ArgumentParser
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
 import UVMQTT
 
 /// `mqtt pub`: publishes one message (or one per stdin line, or the same one `--repeat` times),
@@ -52,12 +55,12 @@ struct PubCommand: AsyncParsableCommand {
         var payload: [UInt8] = []
         if let message { payload = Array(message.utf8) }
         if let file {
-            guard let data = FileManager.default.contents(atPath: file) else {
-                throw ToolFailure("cannot read file '\(file)' for -f: \(String(cString: strerror(errno)))")
-            }
-            payload = [UInt8](data)
+            payload = try readWholeFile(file, flag: "-f")
         }
-        if stdinMessage { payload = [UInt8](FileHandle.standardInput.readDataToEndOfFile()) }
+        if stdinMessage {
+            guard let bytes = readAll(0) else { throw ToolFailure("cannot read stdin for -s") }
+            payload = bytes
+        }
 
         let message = payload
         let client = NodeMCUClient(options: plan.options, logger: plan.logger)
@@ -71,7 +74,7 @@ struct PubCommand: AsyncParsableCommand {
         try client.connect(plan.server.host, port: plan.server.port, secure: plan.server.security, connected: { _ in
             if lines {
                 // Lines are read on their own thread; publishing hops to the loop.
-                Thread.detachNewThread { sender.sendLines() }
+                spawnThread { sender.sendLines() }
             } else {
                 sender.send(message, times: count)
             }
@@ -82,7 +85,7 @@ struct PubCommand: AsyncParsableCommand {
         if status == 0 || !outcome.connectionEnded {
             closeAndWait(client)
         }
-        Foundation.exit(status)
+        Glibc.exit(status)
     }
 }
 
@@ -103,9 +106,7 @@ final class Sender: @unchecked Sendable {
     let qos: QoS
     let retain: Bool
     let outcome: Outcome
-    private let lock = NSCondition()
-    private var outstanding = 0
-    private var inputDone = false
+    private let lock = Mutex<(outstanding: Int, inputDone: Bool)>((0, false))
     /// Most publishes in flight while reading lines (keeps memory bounded for large inputs).
     private let window = 1_000
 
@@ -126,11 +127,10 @@ final class Sender: @unchecked Sendable {
     /// Publishes each stdin line (without its newline), then finishes.
     func sendLines() {
         while let line = readLine(strippingNewline: true) {
-            lock.lock()
-            while outstanding >= window && !outcome.isFinished {
-                _ = lock.wait(until: Date(timeIntervalSinceNow: 0.1))
+            // Bounded polling keeps this simple: the reader only waits when 1,000 are in flight.
+            while lock.withLock({ $0.outstanding }) >= window && !outcome.isFinished {
+                usleep(1_000)
             }
-            lock.unlock()
             if outcome.isFinished { return }
             publish(Array(line.utf8))
         }
@@ -138,9 +138,7 @@ final class Sender: @unchecked Sendable {
     }
 
     private func publish(_ payload: [UInt8]) {
-        lock.lock()
-        outstanding += 1
-        lock.unlock()
+        lock.withLock { $0.outstanding += 1 }
         do {
             try client.publish(topic, payload, qos: qos, retain: retain) { [self] _, result in
                 switch result {
@@ -154,19 +152,18 @@ final class Sender: @unchecked Sendable {
     }
 
     private func completed() {
-        lock.lock()
-        outstanding -= 1
-        let done = inputDone && outstanding == 0
-        lock.broadcast()
-        lock.unlock()
+        let done = lock.withLock { state -> Bool in
+            state.outstanding -= 1
+            return state.inputDone && state.outstanding == 0
+        }
         if done { outcome.finish(0) }
     }
 
     private func endOfInput() {
-        lock.lock()
-        inputDone = true
-        let done = outstanding == 0
-        lock.unlock()
+        let done = lock.withLock { state -> Bool in
+            state.inputDone = true
+            return state.outstanding == 0
+        }
         if done { outcome.finish(0) }
     }
 }

@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import UVMQTT
 
 /// `mqtt sub`: subscribes and prints messages, as mosquitto_sub does.
@@ -62,7 +64,7 @@ struct SubCommand: AsyncParsableCommand {
         try client.connect(plan.server.host, port: plan.server.port, secure: plan.server.security, connected: { client in
             if let seconds {
                 // -W: counted from the connection, as mosquitto_sub does.
-                Thread.detachNewThread {
+                spawnThread {
                     if outcome.wait(timeout: Double(seconds)) == nil {
                         writeStderr("Timed out")
                         outcome.finish(27)
@@ -102,7 +104,7 @@ struct SubCommand: AsyncParsableCommand {
         })
         let status = outcome.wait(timeout: nil) ?? 1
         if !outcome.connectionEnded { closeAndWait(client) }
-        Foundation.exit(status)
+        Glibc.exit(status)
     }
 }
 
