@@ -262,6 +262,8 @@ public final class NodeMCUClient: Sendable {
         let packet = PublishPacket(topic: topic, payload: payload, qos: qos, retain: retain)
         let call = ClientCall(self, completion)
         let wrapped: ClientEngine.PublishCompletion? = call.map { c in { @Sendable result in c.run(result) } }
+        // On the loop thread (outside a callback) the publish runs at once, unboxed.
+        if engine.runIfOnLoop({ $0.publish(packet, completion: wrapped) }) { return }
         engine.submit { $0.publish(packet, completion: wrapped) }
     }
 
