@@ -4,7 +4,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libuv1-dev libssl-dev mosquitto openssl pkg-config
 SWIFT_FLAGS ?= -Xswiftc -warnings-as-errors
 
-.PHONY: deps build test demo test-asan test-tsan fuzz bench clean
+.PHONY: deps build test demo test-asan test-tsan fuzz bench bench-core clean
 
 # Installs what is missing (Debian packages), with sudo only when not root.
 deps:
@@ -31,11 +31,36 @@ demo: deps
 	swift build --product Demo $(SWIFT_FLAGS)
 	scripts/demo-broker.sh "$$(swift build --show-bin-path)/Demo" 127.0.0.1
 
+# Sanitizer runs in their own build folders; `make test-tsan FILTER=UVReactor` runs one module's tests.
+SANITIZER_FILTER = $(if $(FILTER),--filter $(FILTER))
+
 test-asan: deps
-	swift test --disable-xctest --sanitize=address --scratch-path .build-asan
+	swift test --disable-xctest --sanitize=address --scratch-path .build-asan $(SANITIZER_FILTER)
 
 test-tsan: deps
-	swift test --disable-xctest --sanitize=thread --scratch-path .build-tsan
+	swift test --disable-xctest --sanitize=thread --scratch-path .build-tsan $(SANITIZER_FILTER)
+
+# libFuzzer target for the packet decoder (Fuzz/MQTTDecoderFuzz.swift). Built with swiftc directly,
+# not by SwiftPM, so that normal builds never see a target whose main() comes from libFuzzer.
+# FUZZ_TIME=seconds (default 180); new inputs go to .build-fuzz/corpus, crashes to .build-fuzz/.
+FUZZ_DIR := .build-fuzz
+FUZZ_TIME ?= 180
+FUZZ_SWIFTC := swiftc -O -wmo -sanitize=fuzzer,address -parse-as-library -use-ld=lld
+fuzz:
+	@mkdir -p $(FUZZ_DIR)/corpus
+	cd $(FUZZ_DIR) && $(FUZZ_SWIFTC) -emit-module -emit-library -static -module-name RingBuffers \
+	  ../Sources/RingBuffers/*.swift -o libRingBuffers.a
+	cd $(FUZZ_DIR) && $(FUZZ_SWIFTC) -enable-upcoming-feature InternalImportsByDefault -I . \
+	  -emit-module -emit-library -static -module-name MQTTProtocol \
+	  $$(find ../Sources/MQTTProtocol -name '*.swift' | sort) -o libMQTTProtocol.a
+	cd $(FUZZ_DIR) && $(FUZZ_SWIFTC) -I . -L . -lMQTTProtocol -lRingBuffers \
+	  ../Fuzz/MQTTDecoderFuzz.swift -o mqtt-decoder-fuzz
+	cd $(FUZZ_DIR) && ./mqtt-decoder-fuzz -max_total_time=$(FUZZ_TIME) -max_len=4096 \
+	  -print_final_stats=1 corpus ../Fuzz/seeds
+
+# Protocol-core benchmarks (Benchmarks/, its own package: ordo-one/benchmark).
+bench-core:
+	cd Benchmarks && swift package --allow-writing-to-package-directory benchmark --target ProtocolCoreBenchmarks
 
 clean:
 	rm -rf .build .build-*

@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "UVMQTT", targets: ["UVMQTT"]),
         .library(name: "MQTTProtocol", targets: ["MQTTProtocol"]),
         .library(name: "UVReactor", targets: ["UVReactor"]),
+        .library(name: "RingBuffers", targets: ["RingBuffers"]),
         .executable(name: "mqtt", targets: ["MQTTTool"]),
     ],
     dependencies: [

@@ -153,7 +153,7 @@ public final class NodeMCUClient: Sendable {
             case .connect: engine.handlers.connect = call.map { c in { @Sendable _ in c.run() } }
             case .offline: engine.handlers.offline = call.map { c in { @Sendable _ in c.run() } }
             case .puback: engine.handlers.puback = call.map { c in { @Sendable _ in c.run() } }
-            case .suback: engine.handlers.suback = call.map { c in { @Sendable _, _ in c.run() } }
+            case .suback: engine.handlers.suback = call.map { c in { @Sendable _ in c.run() } }
             case .unsuback: engine.handlers.unsuback = call.map { c in { @Sendable _ in c.run() } }
             }
         }

@@ -74,6 +74,12 @@ public final class TCPConnection {
     @exclusivity(unchecked) private var aboveHighWater = false
     private var closeError: TransportError?
     private var registered = false
+    // Graceful close: the write side was shut down / the peer's end of stream arrived.
+    private var writeSideShut = false
+    private var peerEnded = false
+    private var closeTimer: LoopTimer?
+    /// Write calls made (`uv_try_write` plus `uv_write`), for tests of the coalescing.
+    private(set) var writeCallCount = 0
 
     // Connecting.
     private var host = ""
@@ -134,7 +140,8 @@ public final class TCPConnection {
     /// when a write is in flight.
     public var outbound: OutboundBuffer { plaintextOut ?? wire }
 
-    /// Runs `body` with ``outbound``, then calls ``flush()``.
+    /// Runs `body` with ``outbound``, then calls ``flush()``. Bytes appended after ``close()`` are
+    /// dropped.
     ///
     /// - Parameter body: Appends encoded bytes to the buffer it receives.
     /// - Returns: What `body` returned.
@@ -144,8 +151,18 @@ public final class TCPConnection {
         return result
     }
 
+    /// Whether application bytes may still be queued (not after ``close()`` or ``abort()``).
+    private var acceptsWrites: Bool {
+        switch state {
+        case .idle, .resolving, .connecting, .handshaking, .open: return true
+        case .closing, .closingHandle, .closed: return false
+        }
+    }
+
     /// Appends `bytes` to ``outbound`` and flushes (a copy; encoders should append in place).
+    /// Ignored after ``close()``.
     public func write(_ bytes: UnsafeRawBufferPointer) {
+        guard acceptsWrites else { return }
         outbound.writeBytes(bytes)
         flush()
     }
@@ -188,12 +205,19 @@ public final class TCPConnection {
                 return
             }
         }
+        if shutdownRequest != nil {
+            // Appended after the write side was shut down: nothing may follow the end of stream.
+            wire.removeAll()
+            plaintextOut?.removeAll()
+            return
+        }
         guard !writeInFlight, !wire.isEmpty else {
             finishGracefulCloseIfDrained()
             return
         }
         let stream = uvStream(tcp)
         var buffer = Self.uvBuffer(wire.readableRegion)
+        writeCallCount += 1
         let written = Int(uv_try_write(stream, &buffer, 1))
         if written == wire.readableBytes {
             wire.consume(written)
@@ -211,6 +235,7 @@ public final class TCPConnection {
         swap(&wire, &inFlight)
         writeInFlight = true
         buffer = Self.uvBuffer(inFlight.readableRegion)
+        writeCallCount += 1
         let status = uv_write(writeRequest, stream, &buffer, 1) { request, status in
             guard let data = request?.pointee.data else { return }
             Unmanaged<TCPConnection>.fromOpaque(data).takeUnretainedValue().didWrite(status: status)
@@ -282,9 +307,18 @@ public final class TCPConnection {
     }
 
     private var readingWanted: Bool {
-        guard tcp != nil, state == .open || state == .handshaking else { return false }
-        if state == .open && readingPaused { return false }
-        return !transformPlaintextPending && ringHasRoom
+        guard tcp != nil else { return false }
+        switch state {
+        case .closing:
+            // Read and discard until the peer ends its stream (lingering close).
+            return !peerEnded
+        case .open:
+            return !readingPaused && !transformPlaintextPending && ringHasRoom
+        case .handshaking:
+            return !transformPlaintextPending && ringHasRoom
+        default:
+            return false
+        }
     }
 
     private func updateReading() {
@@ -322,6 +356,10 @@ public final class TCPConnection {
     }
 
     private func didRead(_ count: Int) {
+        if state == .closing {
+            discardWhileClosing(count)
+            return
+        }
         if count > 0 {
             if let transform, let transformScratch {
                 let bytes = UnsafeRawBufferPointer(rebasing: transformScratch[0..<count])
@@ -340,6 +378,34 @@ public final class TCPConnection {
             updateReading()
         } else if count < 0 {
             fail(.from(uv: Int32(count)))
+        }
+    }
+
+    /// During a graceful close: bytes are dropped (the transform still sees them, so that it
+    /// can process the peer's `close_notify`); the peer's end of stream completes the close.
+    private func discardWhileClosing(_ count: Int) {
+        if count > 0 {
+            if let transform, let transformScratch {
+                var bytes = UnsafeRawBufferPointer(rebasing: transformScratch[0..<count])
+                repeat {
+                    _ = try? transform.receive(bytes, plaintext: inbound, output: wire)
+                    bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+                    let held = inbound.readableBytes
+                    inbound.consume(held)
+                    if held == 0 { break }
+                } while true
+            } else {
+                inbound.commitWrite(count)
+                inbound.consume(count)
+            }
+        } else if count < 0 && count != Int(UV_ENOBUFS.rawValue) {
+            peerEnded = true
+            updateReading()
+            if count == Int(UV_EOF.rawValue) {
+                if writeSideShut { closeHandle(nil) }
+            } else {
+                closeHandle(.from(uv: Int32(count)))
+            }
         }
     }
 
@@ -382,16 +448,24 @@ public final class TCPConnection {
     // MARK: Closing
 
     /// Closes gracefully: writes what is queued, ends the transform (`close_notify`), shuts the
-    /// write side down, then closes. ``onClose`` then runs with nil. Before the connection is
+    /// write side down, reads and drops what the peer still sends until it closes its side too
+    /// (closing a socket with unread bytes would send a reset, which can destroy data the peer
+    /// has not read yet), then closes. ``onClose`` then runs with nil. After `timeout` the
+    /// connection is closed at once (unsent bytes are dropped). Before the connection is
     /// established, this cancels the connect (its completion reports `io(ECANCELED)`).
-    public func close() {
+    ///
+    /// - Parameter timeout: The limit for the graceful part.
+    public func close(timeout: Duration = .seconds(10)) {
         loop.assertInLoop()
         switch state {
         case .idle, .resolving, .connecting, .handshaking:
             failConnect(.io(UVError(UV_ECANCELED.rawValue)))
         case .open:
             state = .closing
-            updateReadingForClose()
+            inbound.consume(inbound.readableBytes)
+            transformPlaintextPending = false
+            closeTimer = loop.scheduleTimer(after: timeout) { [self] in closeHandle(nil) }
+            updateReading()
             if let transform {
                 if let plaintextOut, !plaintextOut.isEmpty {
                     do {
@@ -423,24 +497,24 @@ public final class TCPConnection {
         }
     }
 
-    private func updateReadingForClose() {
-        if reading, let tcp {
-            uv_read_stop(uvStream(tcp))
-            reading = false
-        }
-    }
-
     private func finishGracefulCloseIfDrained() {
         guard state == .closing, !writeInFlight, wire.isEmpty, plaintextOut?.isEmpty ?? true,
               shutdownRequest == nil, let tcp else { return }
         let request = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)
         request.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         shutdownRequest = request
-        let status = uv_shutdown(request, uvStream(tcp)) { request, _ in
+        let status = uv_shutdown(request, uvStream(tcp)) { request, status in
             guard let data = request?.pointee.data else { return }
-            Unmanaged<TCPConnection>.fromOpaque(data).takeUnretainedValue().closeHandle(nil)
+            Unmanaged<TCPConnection>.fromOpaque(data).takeUnretainedValue().didShutdown(status: status)
         }
         if status < 0 { closeHandle(nil) }
+    }
+
+    private func didShutdown(status: Int32) {
+        guard state == .closing else { return }
+        writeSideShut = true
+        // Wait for the peer's end of stream unless it came already (or the shutdown failed).
+        if peerEnded || status < 0 { closeHandle(nil) }
     }
 
     /// Ends the connection with `error` (during connect: fails the connect).
@@ -457,6 +531,8 @@ public final class TCPConnection {
         state = .closingHandle
         closeError = error
         reading = false
+        closeTimer?.close()
+        closeTimer = nil
         self.tcp = nil
         uv_close(uvHandle(tcp)) { handle in
             guard let handle, let data = handle.pointee.data else { return }
@@ -557,6 +633,13 @@ public final class TCPConnection {
 
     // MARK: Connecting
 
+    func presetAddresses(_ preset: [sockaddr_storage]) {
+        addresses = preset
+    }
+
+    /// Whether the socket is being read (false while paused, and while the ring is full).
+    var isReadingFromSocket: Bool { reading }
+
     func beginConnect(host: String, port: Int, timeout: Duration?,
                       completion: @escaping (Result<TCPConnection, TransportError>) -> Void) {
         self.host = host
@@ -579,6 +662,12 @@ public final class TCPConnection {
         }
         guard (0...65535).contains(port) else {
             failConnect(.io(UVError(UV_EINVAL.rawValue)))
+            return
+        }
+        if !addresses.isEmpty {
+            // Preset by `connect(addresses:...)` (tests of the address fallback).
+            state = .connecting
+            attemptNextAddress()
             return
         }
         if let literal = SocketAddress.ipLiteral(host, port: port) {
@@ -708,7 +797,8 @@ public final class TCPConnection {
         connectCompletion = nil
         completion?(.success(self))
         guard state == .open else { return }
-        if !(plaintextOut?.isEmpty ?? true) { requestFlush() }
+        // Bytes written through the returned connection before it was established.
+        if !wire.isEmpty || !(plaintextOut?.isEmpty ?? true) { requestFlush() }
         if !inbound.isEmpty || transformPlaintextPending {
             deliverRead()
         } else {
@@ -769,6 +859,19 @@ extension EventLoop {
         assertInLoop()
         let connection = TCPConnection(loop: self, options: options, transform: transform)
         connection.beginConnect(host: host, port: port, timeout: timeout, completion: completion)
+        return connection
+    }
+
+    /// Connects to the first of several IP literals that accepts, as if a name had resolved to
+    /// them in this order (lets tests check the fallback to the next address). Loop thread only.
+    @discardableResult
+    func connect(addresses literals: [String], port: Int, timeout: Duration? = .seconds(10),
+                 options: TCPOptions = TCPOptions(),
+                 completion: @escaping (Result<TCPConnection, TransportError>) -> Void) -> TCPConnection {
+        assertInLoop()
+        let connection = TCPConnection(loop: self, options: options, transform: nil)
+        connection.presetAddresses(literals.compactMap { SocketAddress.ipLiteral($0, port: port) })
+        connection.beginConnect(host: literals.first ?? "", port: port, timeout: timeout, completion: completion)
         return connection
     }
 }

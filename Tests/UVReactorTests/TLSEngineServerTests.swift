@@ -66,6 +66,14 @@ struct TLSEngineServerTests {
         let long = String((0..<12_000).map { Character(UnicodeScalar(UInt8(97 + $0 % 26))) })
         try expectReversedEcho(client, long)
         try client.close()
+        #expect(!client.engine.isEstablished)
+        // After our close_notify, arriving bytes are dropped and sending is refused.
+        let progress = try client.engine.receive(
+            UnsafeRawBufferPointer(start: nil, count: 0), plaintext: client.plaintext, output: client.output)
+        #expect(!progress.plaintextPending)
+        #expect(throws: TransportError.tlsFailure("send called after shutdown")) {
+            try client.write(Array("late".utf8))
+        }
     }
 
     @Test func caGivenAsPEMDataWorks() throws {
@@ -253,6 +261,23 @@ struct TLSEngineServerTests {
         try expectReversedEcho(client, line)
         #expect(client.sawPlaintextPending)
         #expect(ring.capacity == 64)
+    }
+
+    @Test func serverCloseNotifyIsClosedByPeer() throws {
+        let server = try ReversingServer(fixtures)
+        defer { server.stop() }
+        let context = try TLSContext(configuration: .trusting(caFile: fixtures.caFile))
+        let client = try TLSTestClient(port: server.port, context: context, host: "localhost")
+        try client.handshake()
+        try expectReversedEcho(client, "last words")
+        // s_server -rev ends the session with close_notify when it reads the line "CLOSE" (sent
+        // in its own record: s_server does not look for a second line in a buffered record).
+        try client.write(Array("CLOSE\n".utf8))
+        #expect(throws: TransportError.closedByPeer) { _ = try client.read(count: 1) }
+        // And stays closed.
+        #expect(throws: TransportError.closedByPeer) {
+            _ = try client.engine.receive(UnsafeRawBufferPointer(start: nil, count: 0), plaintext: client.plaintext, output: client.output)
+        }
     }
 
     @Test func failedConnectionLeavesNoErrorBehind() throws {

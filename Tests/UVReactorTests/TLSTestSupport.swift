@@ -261,6 +261,11 @@ private func loopbackAddress(port: UInt16) -> sockaddr_in {
     return address
 }
 
+/// The peer reset or closed the connection while we were sending.
+enum SocketError: Error {
+    case peerGone(Int32)
+}
+
 /// A blocking TCP client socket to 127.0.0.1 whose sends and receives time out after 100 ms, so
 /// every loop around it can check a deadline.
 final class LoopbackSocket {
@@ -289,7 +294,7 @@ final class LoopbackSocket {
 
     deinit { close(fd) }
 
-    /// Sends every byte before `deadline`.
+    /// Sends every byte before `deadline`; throws ``SocketError`` when the peer reset or closed.
     func sendAll(_ bytes: UnsafeRawBufferPointer, deadline: ContinuousClock.Instant) throws {
         var offset = 0
         while offset < bytes.count {
@@ -299,6 +304,8 @@ final class LoopbackSocket {
                 offset += sent
             } else if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
                 continue
+            } else if errno == ECONNRESET || errno == EPIPE {
+                throw SocketError.peerGone(errno)
             } else {
                 throw HarnessError("send: errno \(errno)")
             }
@@ -359,10 +366,22 @@ final class TLSTestClient {
     }
 
     /// Encrypts and sends `bytes`.
+    ///
+    /// When the peer already reset the connection the send error is kept, not thrown, like a
+    /// connection that still reads what arrived before the reset: a TLS peer that refuses the
+    /// session sends its alert and closes, and the alert (read next) says why.
     func write(_ bytes: [UInt8], timeout: Duration = .seconds(10)) throws {
         try bytes.withUnsafeBytes { try engine.send($0, output: output) }
-        try flush(deadline: ContinuousClock.now + timeout)
+        do {
+            try flush(deadline: ContinuousClock.now + timeout)
+        } catch SocketError.peerGone(let code) {
+            sendFailure = code
+            output.removeAll()
+        }
     }
+
+    /// errno of a send that found the peer gone (the next reads still run).
+    private(set) var sendFailure: Int32?
 
     /// Receives until `count` decrypted bytes arrived and returns them, draining the plaintext
     /// ring as it fills (so a ring smaller than `count` exercises back-pressure).

@@ -1,4 +1,5 @@
 import Testing
+import RingBuffers
 @testable import UVReactor
 #if canImport(Glibc)
 import Glibc
@@ -23,6 +24,9 @@ final class Outcome<Value: Sendable>: @unchecked Sendable {
         }
         waiter?.resume(returning: newValue)
     }
+
+    /// Whether a value was set (polling, for loops that must not suspend).
+    var isFulfilled: Bool { lock.withLock { value != nil } }
 
     /// Waits for the value for at most `timeout`; nil when it did not come in time.
     func wait(timeout: Duration = .seconds(10)) async -> Value? {
@@ -100,7 +104,10 @@ struct Pattern {
 
     static func bytes(seed: UInt32, count: Int) -> [UInt8] {
         var pattern = Pattern(seed: seed)
-        return (0..<count).map { _ in pattern.next() }
+        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialised in
+            for index in 0..<count { buffer[index] = pattern.next() }
+            initialised = count
+        }
     }
 }
 
@@ -125,4 +132,35 @@ func startEchoServer(on loop: EventLoop, host: String = "127.0.0.1",
 func millisecondsSince(_ start: ContinuousClock.Instant) -> Double {
     let elapsed = ContinuousClock.now - start
     return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+}
+
+/// Checks a received stream against the expected bytes, region by region (`memcmp`).
+final class StreamChecker {
+    let expected: [UInt8]
+    private(set) var received = 0
+    private(set) var mismatchAt: Int?
+
+    init(seed: UInt32, count: Int) { expected = Pattern.bytes(seed: seed, count: count) }
+
+    var isComplete: Bool { received == expected.count }
+
+    /// Compares and consumes everything readable in `ring`.
+    func consume(_ ring: ByteRing) {
+        while !ring.isEmpty {
+            let region = ring.firstReadableRegion
+            let count = region.count
+            if mismatchAt == nil {
+                if received + count > expected.count {
+                    mismatchAt = expected.count
+                } else {
+                    let equal = expected.withUnsafeBytes { all in
+                        memcmp(all.baseAddress! + received, region.baseAddress!, count) == 0
+                    }
+                    if !equal { mismatchAt = received }
+                }
+            }
+            received += count
+            ring.consume(count)
+        }
+    }
 }

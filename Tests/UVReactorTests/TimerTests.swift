@@ -60,16 +60,21 @@ import Glibc
     @Test func crossThreadCancelOfADueTimer() async throws {
         try await withLoop { loop in
             let armed = Outcome<LoopTimer>()
+            let cancelledFlag = Outcome<Bool>()
             let ran = LoopBound(false, loop: loop)
             loop.execute {
+                let start = ContinuousClock.now
                 let timer = loop.scheduleTimer(after: .milliseconds(10)) { ran.value = true }
                 armed.fulfil(timer)
-                // Keep the loop busy past the deadline so the timer is due when it wakes up.
-                usleep(60_000)
+                // Keep the loop thread busy until the test thread has cancelled (bounded: 5 s)
+                // and the deadline has passed, so the timer is due when the loop wakes up.
+                while !cancelledFlag.isFulfilled && millisecondsSince(start) < 5_000 { usleep(1_000) }
+                while millisecondsSince(start) < 30 { usleep(1_000) }
             }
             let timer = try #require(await armed.wait())
-            timer.cancel()   // from this thread, while the loop thread sleeps
-            try await Task.sleep(for: .milliseconds(120))
+            timer.cancel()   // from this thread, while the loop thread is busy
+            cancelledFlag.fulfil(true)
+            try await Task.sleep(for: .milliseconds(60))
             let didRun = try await loop.submit { ran.value }
             #expect(!didRun)
         }

@@ -95,7 +95,7 @@ enum OutgoingPhase: Sendable, Hashable {
     case awaitingPubAck
     /// QoS 2 PUBLISH sent, waiting for PUBREC.
     case awaitingPubRec
-    /// QoS 2 PUBREL sent, waiting for PUBCOMP. The payload is no longer needed.
+    /// QoS 2 PUBREL sent, waiting for PUBCOMP.
     case awaitingPubComp
 }
 
@@ -149,11 +149,11 @@ struct InflightTable {
         slotByID[message.message.packetID] = slot
     }
 
-    /// Moves a QoS 2 message past PUBREC and drops its payload.
+    /// Moves a QoS 2 message past PUBREC. The payload is kept: if the session is lost before
+    /// PUBCOMP, the message is published again.
     mutating func markReleased(_ id: UInt16) {
         guard let slot = slotByID[id] else { return }
         slots[slot]?.phase = .awaitingPubComp
-        slots[slot]?.message.payload = []
     }
 
     mutating func markDuplicate(_ id: UInt16) {
@@ -195,11 +195,21 @@ struct PendingControl {
     }
 
     var kind: Kind
-    /// Nil for the machine's own re-subscriptions.
+    /// The caller's token (nil when nobody waits; always nil for re-subscriptions).
     var token: MQTTRequestToken?
+    /// The machine's own re-subscription after a reconnect without session.
+    var isResubscription: Bool = false
     var sequence: UInt64
     /// Whether the packet went out on the current connection.
     var sent: Bool
+
+    init(kind: Kind, token: MQTTRequestToken?, isResubscription: Bool = false, sequence: UInt64, sent: Bool) {
+        self.kind = kind
+        self.token = token
+        self.isResubscription = isResubscription
+        self.sequence = sequence
+        self.sent = sent
+    }
 
     func packet(id: UInt16) -> Packet {
         switch kind {
@@ -208,3 +218,5 @@ struct PendingControl {
         }
     }
 }
+
+extension ClientRing: Sendable where Element: Sendable {}

@@ -91,9 +91,12 @@ public struct MQTTClientActions: RandomAccessCollection {
         storage.reserveCapacity(capacity)
     }
 
+    /// The first action's index (0).
     public var startIndex: Int { storage.startIndex }
+    /// One past the last action's index.
     public var endIndex: Int { storage.endIndex }
 
+    /// The action at `position`, in the order it must be carried out.
     public subscript(position: Int) -> MQTTClientAction { storage[position] }
 
     /// Removes every action and keeps the storage.

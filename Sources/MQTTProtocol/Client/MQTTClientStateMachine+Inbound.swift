@@ -14,11 +14,11 @@ extension MQTTClientStateMachine {
     /// and PUBREL for those past PUBREC, all in their original order [MQTT-4.4.0-1],
     /// [MQTT-4.6.0-1], [MQTT-2.3.1-3], [MQTT-3.3.1-1]; received QoS 2 ids awaiting PUBREL are
     /// kept. Without a session: received QoS 2 ids are forgotten, every active subscription is
-    /// made again, and unacknowledged QoS 1 / 2 messages go back to the front of the queue to be
-    /// published again with new ids; a QoS 2 message past PUBREC counts as delivered (the
-    /// broker took it, and [MQTT-4.3.3-1] forbids sending its PUBLISH again after PUBREL) and
-    /// completes. Then pending SUBSCRIBE / UNSUBSCRIBE requests are (re)sent with their ids, and
-    /// the queue drains into the window.
+    /// made again, and every unacknowledged QoS 1 / 2 message (QoS 2 past PUBREC included: the
+    /// new session knows nothing of it, and a broker that releases QoS 2 at PUBREL never
+    /// delivered it if the PUBREL was lost) goes back to the front of the queue, in order, to
+    /// be published again with a new id, so none is lost. Then pending SUBSCRIBE / UNSUBSCRIBE
+    /// requests are (re)sent with their ids, and the queue drains into the window.
     ///
     /// A CONNACK while connected breaks the protocol and ends the connection.
     ///
@@ -36,9 +36,9 @@ extension MQTTClientStateMachine {
                 return
             }
             let sessionPresent: Bool
-            if connectPacket.cleanSession {
+            if sentConnect.cleanSession {
                 sessionPresent = false  // [MQTT-3.2.2-1]
-            } else if connectPacket.version == .v3_1 {
+            } else if sentConnect.version == .v3_1 {
                 sessionPresent = true
             } else {
                 sessionPresent = connack.sessionPresent
@@ -68,6 +68,11 @@ extension MQTTClientStateMachine {
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
     public mutating func receivedPublish(_ publish: PublishView, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        if publish.qos != .atMostOnce && publish.packetID == 0 {
+            // The decoder rejects this already [MQTT-2.3.1-1]; never acknowledge id 0.
+            receivedInvalidData(.zeroPacketID(.publish), now: now, into: &actions)
+            return
+        }
         guard acceptInbound(.publish, now: now, into: &actions) else { return }
         switch publish.qos {
         case .atMostOnce:
@@ -95,6 +100,10 @@ extension MQTTClientStateMachine {
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
     public mutating func receivedOversizePublish(qos: QoS, packetID: UInt16, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        if qos != .atMostOnce && packetID == 0 {
+            receivedInvalidData(.zeroPacketID(.publish), now: now, into: &actions)
+            return
+        }
         guard acceptInbound(.publish, now: now, into: &actions) else { return }
         switch qos {
         case .atMostOnce:
@@ -241,6 +250,30 @@ extension MQTTClientStateMachine {
         _ = acceptInbound(.pingresp, now: now, into: &actions)
     }
 
+    /// A packet only a client sends (CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT)
+    /// arrived from the broker [MQTT-4.8.0-1].
+    ///
+    /// As the first packet, the attempt fails with ``MQTTConnectionFailure/notConnAck(_:)``
+    /// (reason -4) [MQTT-3.2.0-1]; later, the connection ends with
+    /// ``MQTTConnectionFailure/protocolError(_:)``. The transport is closed either way.
+    ///
+    /// - Parameters:
+    ///   - type: The packet's type.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func receivedUnexpectedPacket(_ type: PacketType, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        switch state {
+        case .awaitingConnAck:
+            connectionEnded(.notConnAck(type), closeTransport: true, now: now, into: &actions)
+            updateDeadline()
+        case .connected:
+            connectionEnded(.protocolError(.unexpectedPacket(type)), closeTransport: true, now: now, into: &actions)
+            updateDeadline()
+        case .idle, .connectingTransport, .waitingToReconnect:
+            return
+        }
+    }
+
     // MARK: Helpers
 
     /// Checks that a packet other than CONNACK may arrive now and records the sign of life.
@@ -282,7 +315,7 @@ extension MQTTClientStateMachine {
             inboundQoS2.removeAll()
             // Re-subscriptions of an earlier connection that never got their SUBACK are
             // replaced by this round.
-            for (id, control) in controls where control.token == nil {
+            for (id, control) in controls where control.isResubscription {
                 controls[id] = nil
             }
             var start = 0
@@ -292,14 +325,15 @@ extension MQTTClientStateMachine {
                 start = end
                 guard let id = allocatePacketID() else { break }
                 sequence &+= 1
-                controls[id] = PendingControl(kind: .subscribe(chunk), token: nil, sequence: sequence, sent: true)
+                controls[id] = PendingControl(kind: .subscribe(chunk), token: nil, isResubscription: true, sequence: sequence, sent: true)
                 send(.subscribe(SubscribePacket(packetID: id, subscriptions: chunk)), now: now, into: &actions)
             }
-            let unacknowledged = inflight.removeAll()
-            for outgoing in unacknowledged where outgoing.phase == .awaitingPubComp {
-                actions.append(.publishCompleted(outgoing.token, packetID: outgoing.message.packetID, qos: .exactlyOnce))
-            }
-            for outgoing in unacknowledged.reversed() where outgoing.phase != .awaitingPubComp {
+            // Every message without its final ack is published again, QoS 2 past PUBREC too:
+            // a broker that releases QoS 2 at PUBREL (mosquitto does) never delivered it if the
+            // PUBREL did not reach it before the session was lost. (A duplicate is possible
+            // only if the broker delivered it and its PUBCOMP was lost; without the session,
+            // exactly-once cannot be told apart, and losing it would break the QoS promise.)
+            for outgoing in inflight.removeAll().reversed() {
                 var packet = outgoing.message
                 packet.dup = false
                 packet.packetID = 0

@@ -17,7 +17,7 @@
 /// the in-flight window is a preallocated slot array with a reserved id index, received QoS 2
 /// ids live in a fixed bitmap, and stored messages keep the caller's `PublishPacket` (its topic
 /// and payload are retained, not copied).
-public struct MQTTClientStateMachine {
+public struct MQTTClientStateMachine: Sendable {
     /// The connection phase, for inspection.
     public enum ConnectionState: Sendable, Hashable {
         /// Not connected and not trying.
@@ -49,6 +49,8 @@ public struct MQTTClientStateMachine {
     }
 
     /// The CONNECT packet sent at the next attempt (will, credentials, clean session...).
+    /// Changing it does not affect the current connection, which keeps the keepalive, clean
+    /// session and version of the CONNECT it sent.
     public var connectPacket: ConnectPacket
     /// The reconnect policy applied from the next failure on; nil turns reconnect off.
     public var reconnect: ReconnectBackoff?
@@ -59,6 +61,8 @@ public struct MQTTClientStateMachine {
     let maxPendingRequests: Int
 
     var state: State = .idle
+    /// The CONNECT of the current attempt or connection.
+    var sentConnect: ConnectPacket
     var keepalive = KeepaliveClock()
     var armed: MQTTTimerDeadline?
     var generation: UInt64 = 0
@@ -82,6 +86,7 @@ public struct MQTTClientStateMachine {
     /// - Parameter configuration: Connect packet, timeouts, window and queue bounds, reconnect.
     public init(configuration: MQTTClientConfiguration) {
         connectPacket = configuration.connect
+        sentConnect = configuration.connect
         reconnect = configuration.reconnect
         connectTimeout = configuration.connectTimeout
         maxQueuedMessages = max(0, configuration.maxQueuedMessages)
@@ -130,10 +135,15 @@ public struct MQTTClientStateMachine {
     /// Subscriptions the broker granted and that were not unsubscribed, in the order first
     /// granted, with the QoS requested; made again after a reconnect without session.
     public var activeSubscriptions: [TopicSubscription] { subscriptions }
+    /// When the next connection attempt starts, while waiting to reconnect.
+    public var nextReconnectAt: MQTTInstant? {
+        if case .waitingToReconnect(let at) = state { return at }
+        return nil
+    }
     /// The next reconnect attempt number (0 after a successful CONNACK).
     public var reconnectAttemptCount: Int { reconnectAttempt }
 
-    var keepAliveInterval: Duration { .seconds(Int(connectPacket.keepAlive)) }
+    var keepAliveInterval: Duration { .seconds(Int(sentConnect.keepAlive)) }
 
     var isConnected: Bool {
         if case .connected = state { return true }
@@ -310,6 +320,7 @@ public struct MQTTClientStateMachine {
         guard case .connectingTransport = state else { return }
         keepalive = KeepaliveClock(lastSent: now, lastReceived: now, pingSentAt: nil)
         state = .awaitingConnAck(deadline: now + connectTimeout)
+        sentConnect = connectPacket
         send(.connect(connectPacket), now: now, into: &actions)
         updateDeadline()
     }
@@ -373,7 +384,7 @@ public struct MQTTClientStateMachine {
                 startAttempt(now: now, into: &actions)
             }
         case .connected:
-            guard connectPacket.keepAlive > 0 else { return }
+            guard sentConnect.keepAlive > 0 else { return }
             let interval = keepAliveInterval
             if let pingSentAt = keepalive.pingSentAt {
                 if now >= pingSentAt + interval / 2 {
@@ -473,7 +484,7 @@ public struct MQTTClientStateMachine {
         case .waitingToReconnect(let at):
             desired = at
         case .connected:
-            if connectPacket.keepAlive == 0 {
+            if sentConnect.keepAlive == 0 {
                 desired = nil
             } else if let pingSentAt = keepalive.pingSentAt {
                 desired = pingSentAt + keepAliveInterval / 2

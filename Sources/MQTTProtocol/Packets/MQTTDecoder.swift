@@ -273,13 +273,17 @@ public struct MQTTDecoder {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let highs: UInt64 = 0x8080_8080_8080_8080
         var i = 0
-        while i &+ 8 <= count {
-            let w = topic.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-            let plus = w ^ (ones &* 0x2B)
-            let hash = w ^ (ones &* 0x23)
-            let suspicious = (w | ((w &- ones) & ~w) | ((plus &- ones) & ~plus) | ((hash &- ones) & ~hash)) & highs
-            if suspicious != 0 { return try MQTTValidation.validateTopicName(topic) }
-            i &+= 8
+        if count >= 8 {
+            // Whole words, then one last word that overlaps the previous one: no byte loop.
+            while true {
+                let w = topic.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                let plus = w ^ (ones &* 0x2B)
+                let hash = w ^ (ones &* 0x23)
+                let suspicious = (w | ((w &- ones) & ~w) | ((plus &- ones) & ~plus) | ((hash &- ones) & ~hash)) & highs
+                if suspicious != 0 { return try MQTTValidation.validateTopicName(topic) }
+                if i &+ 8 == count { return }
+                i = min(i &+ 8, count &- 8)
+            }
         }
         while i < count {
             let b = topic.load(fromByteOffset: i, as: UInt8.self)

@@ -16,18 +16,20 @@
 /// `#` that is not alone in the last level, or a `+` that shares its level, is compared as an
 /// ordinary character, and wildcard characters in the topic are ordinary characters too.
 public enum TopicMatcher {
+    // Computed, not stored: a stored `static let` is reached through a lazy-initialisation
+    // accessor from inlined code, which costs a call per byte.
     /// `/`, the level separator [MQTT-4.7.1-1].
-    @usableFromInline static let separator: UInt8 = 0x2F
+    @inlinable static var separator: UInt8 { 0x2F }
     /// `+`, the single-level wildcard [MQTT-4.7.1-3].
-    @usableFromInline static let singleLevel: UInt8 = 0x2B
+    @inlinable static var singleLevel: UInt8 { 0x2B }
     /// `#`, the multi-level wildcard [MQTT-4.7.1-2].
-    @usableFromInline static let multiLevel: UInt8 = 0x23
+    @inlinable static var multiLevel: UInt8 { 0x23 }
     /// `$`, the first character of server-specific topics such as `$SYS` [MQTT-4.7.2-1].
-    @usableFromInline static let dollar: UInt8 = 0x24
+    @inlinable static var dollar: UInt8 { 0x24 }
 
     /// Tells whether `topic` matches `filter`.
     ///
-    /// Allocation-free and linear in the length of the two inputs.
+    /// Allocation-free, one pass over the two inputs.
     ///
     /// - Parameters:
     ///   - filter: The UTF-8 bytes of a topic filter, wildcards allowed.
@@ -44,26 +46,40 @@ public enum TopicMatcher {
         {
             return false
         }
-        // `f` and `t` are the starts of the current levels; a start past the end means that
-        // every level has been consumed (a trailing `/` leaves one more, empty, level).
+        // One pass over both inputs. `f` and `t` are the starts of the current levels; `t` past
+        // the end means every topic level is consumed (a trailing `/` leaves one more, empty,
+        // level to consume).
         var f = 0
         var t = 0
-        while f <= filterCount {
-            let filterEnd = levelEnd(filter, from: f)
-            let isWholeLevel = filterEnd &- f == 1
-            if isWholeLevel && filterEnd == filterCount && filter[f] == multiLevel {
+        while true {
+            if f < filterCount && filter[f] == multiLevel && f &+ 1 == filterCount {
                 // `#` covers the parent level (already matched) and all remaining levels.
                 return true
             }
             if t > topicCount { return false }
-            let topicEnd = levelEnd(topic, from: t)
-            if !(isWholeLevel && filter[f] == singleLevel) {
-                if !levelsEqual(filter, f, filterEnd, topic, t, topicEnd) { return false }
+            if f < filterCount && filter[f] == singleLevel
+                && (f &+ 1 == filterCount || filter[f &+ 1] == separator)
+            {
+                // `+` consumes exactly one topic level, whatever it holds.
+                f &+= 1
+                while t < topicCount && topic[t] != separator { t &+= 1 }
+            } else {
+                // A literal level: equal bytes up to the separator or the end in both.
+                while f < filterCount && t < topicCount {
+                    let b = filter[f]
+                    if b != topic[t] { return false }
+                    if b == separator { break }
+                    f &+= 1
+                    t &+= 1
+                }
+                if f < filterCount && filter[f] != separator { return false }
+                if t < topicCount && topic[t] != separator { return false }
             }
-            f = filterEnd &+ 1
-            t = topicEnd &+ 1
+            // Both are at a separator or their end.
+            if f == filterCount { return t == topicCount }
+            f &+= 1
+            t &+= 1
         }
-        return t > topicCount
     }
 
     /// Tells whether `topic` matches `filter`; see the byte variant for the rules.

@@ -47,7 +47,7 @@ final class ClientEngine: @unchecked Sendable {
         var message: (@Sendable (MQTTMessageView) -> Void)?
         var overflow: (@Sendable (MQTTMessageView) -> Void)?
         var puback: (@Sendable (_ packetID: UInt16) -> Void)?
-        var suback: (@Sendable (_ packetID: UInt16, _ returnCodes: [SubAckReturnCode]) -> Void)?
+        var suback: (@Sendable (_ returnCodes: [SubAckReturnCode]) -> Void)?
         var unsuback: (@Sendable (_ packetID: UInt16) -> Void)?
     }
 
@@ -478,7 +478,7 @@ final class ClientEngine: @unchecked Sendable {
             if let token, case .subscribe(let completion)? = completions.removeValue(forKey: token.rawValue) {
                 completion(.success(returnCodes))
             }
-            handlers.suback?(0, returnCodes)
+            handlers.suback?(returnCodes)
         case .unsubscribeCompleted(let token, let packetID):
             if let token, case .unsubscribe(let completion)? = completions.removeValue(forKey: token.rawValue) {
                 completion(.success(()))

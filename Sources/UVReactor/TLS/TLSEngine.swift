@@ -211,7 +211,9 @@ public final class TLSEngine: StreamTransform {
         case .idle:
             throw .tlsFailure("receive called before start")
         case .closed:
-            throw .closedByPeer
+            // After our own shutdown whatever still arrives (the peer's close_notify, data in
+            // flight) is dropped: the caller chose to end the session.
+            return TransformProgress(handshakeComplete: true, plaintextPending: false)
         case .handshaking, .established:
             break
         }
@@ -295,7 +297,7 @@ public final class TLSEngine: StreamTransform {
     }
 
     /// Appends a `close_notify` alert to `output` when the session is established; afterwards
-    /// the engine accepts no more data. Safe to call more than once.
+    /// `send` fails and `receive` drops what arrives. Safe to call more than once.
     ///
     /// - Parameter output: Receives the alert.
     public func shutdown(output: OutboundBuffer) {

@@ -1,0 +1,27 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Benchmarks live in their own package so that normal builds and CI never fetch or build the
+// benchmark harness. Run: `make bench-core` from the repository root.
+let package = Package(
+    name: "swift-uv-mqtt-benchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        // Explicit name: the checkout's folder name differs between clones and worktrees.
+        .package(name: "swift-uv-mqtt", path: ".."),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "ProtocolCoreBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "MQTTProtocol", package: "swift-uv-mqtt"),
+                .product(name: "RingBuffers", package: "swift-uv-mqtt"),
+            ],
+            path: "Benchmarks/ProtocolCoreBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

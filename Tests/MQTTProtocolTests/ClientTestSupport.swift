@@ -1,0 +1,221 @@
+import MQTTProtocol
+import Testing
+
+/// An owned, comparable record of an ``MQTTClientAction`` (deliveries copied out of the view).
+enum Recorded: Equatable {
+    case openTransport
+    case closeTransport
+    case send(Packet)
+    case connected(sessionPresent: Bool)
+    case connectFailed(MQTTConnectionFailure, willRetry: Bool)
+    case offline(MQTTConnectionFailure, willReconnect: Bool)
+    case deliver(topic: String, payload: [UInt8], qos: QoS, packetID: UInt16, dup: Bool)
+    case deliverOversized(qos: QoS, packetID: UInt16)
+    case published(MQTTRequestToken?, packetID: UInt16, qos: QoS)
+    case subscribed(MQTTRequestToken?, filters: [TopicSubscription], codes: [SubAckReturnCode])
+    case unsubscribed(MQTTRequestToken?, packetID: UInt16)
+    case failed(MQTTRequestToken, MQTTClientError)
+    case unexpected(PacketType, packetID: UInt16)
+
+    init(_ action: MQTTClientAction) {
+        switch action {
+        case .openTransport: self = .openTransport
+        case .closeTransport: self = .closeTransport
+        case .send(let packet): self = .send(packet)
+        case .connected(let present): self = .connected(sessionPresent: present)
+        case .connectFailed(let failure, let retry): self = .connectFailed(failure, willRetry: retry)
+        case .offline(let failure, let retry): self = .offline(failure, willReconnect: retry)
+        case .deliver(let view):
+            self = .deliver(topic: view.topicString, payload: [UInt8](view.payload), qos: view.qos, packetID: view.packetID, dup: view.dup)
+        case .deliverOversized(let qos, let id): self = .deliverOversized(qos: qos, packetID: id)
+        case .publishCompleted(let token, let id, let qos): self = .published(token, packetID: id, qos: qos)
+        case .subscribeCompleted(let token, let filters, let codes): self = .subscribed(token, filters: filters, codes: codes)
+        case .unsubscribeCompleted(let token, let id): self = .unsubscribed(token, packetID: id)
+        case .requestFailed(let token, let error): self = .failed(token, error)
+        case .unexpectedAck(let type, let id): self = .unexpected(type, packetID: id)
+        }
+    }
+
+    /// The packet of a `.send`, else nil.
+    var sentPacket: Packet? {
+        if case .send(let packet) = self { return packet }
+        return nil
+    }
+}
+
+/// Drives a state machine with a hand-moved clock and a timer that honours the machine's
+/// deadline protocol (re-armed after every call, fired with its generation).
+struct Harness {
+    var machine: MQTTClientStateMachine
+    var actions = MQTTClientActions()
+    var now = MQTTInstant(nanoseconds: 1_000_000_000)
+    /// Everything recorded since the last `take()`.
+    var log: [Recorded] = []
+    /// Timer fires carried out (stale or not).
+    var fires = 0
+
+    init(_ configuration: MQTTClientConfiguration) {
+        machine = MQTTClientStateMachine(configuration: configuration)
+    }
+
+    init(
+        keepAlive: UInt16 = 60,
+        cleanSession: Bool = true,
+        version: ProtocolVersion = .v3_1_1,
+        window: Int = 8,
+        maxQueued: Int = 100,
+        maxQueuedBytes: Int = 1 << 20,
+        reconnect: ReconnectBackoff? = nil,
+        connectTimeout: Duration = .seconds(10)
+    ) {
+        let connect = ConnectPacket(version: version, clientID: "c1", cleanSession: cleanSession, keepAlive: keepAlive)
+        self.init(MQTTClientConfiguration(
+            connect: connect,
+            connectTimeout: connectTimeout,
+            inflightWindow: window,
+            maxQueuedMessages: maxQueued,
+            maxQueuedBytes: maxQueuedBytes,
+            reconnect: reconnect,
+            jitterSeed: 42
+        ))
+    }
+
+    /// Records and clears the actions of the last call.
+    mutating func record() {
+        for action in actions { log.append(Recorded(action)) }
+        actions.removeAll()
+    }
+
+    /// Returns and clears the log.
+    mutating func take() -> [Recorded] {
+        defer { log.removeAll() }
+        return log
+    }
+
+    /// Packets sent since the last `take()`, without clearing.
+    var sent: [Packet] { log.compactMap(\.sentPacket) }
+
+    mutating func at(_ instant: MQTTInstant) {
+        now = instant
+    }
+
+    /// Moves the clock forward by `duration`, firing the timer each time its deadline is
+    /// reached (at most 10,000 fires).
+    mutating func advance(by duration: Duration) {
+        let target = now + duration
+        var fired = 0
+        while let deadline = machine.deadline, deadline.at <= target, fired < 10_000 {
+            if deadline.at > now { now = deadline.at }
+            machine.timerFired(generation: deadline.generation, now: now, into: &actions)
+            record()
+            fires += 1
+            fired += 1
+        }
+        now = target
+    }
+
+    /// Advances through timer fires until the waiting machine starts its next attempt; returns
+    /// the time waited.
+    @discardableResult
+    mutating func advanceToNextAttempt() -> Duration {
+        let start = now
+        var rounds = 0
+        while machine.connectionState == .waitingToReconnect, let deadline = machine.deadline, rounds < 100 {
+            rounds += 1
+            advance(by: deadline.at - now)
+        }
+        return now - start
+    }
+
+    mutating func connect() throws(MQTTClientError) {
+        try machine.connect(now: now, into: &actions)
+        record()
+    }
+
+    mutating func transportConnected() {
+        machine.transportConnected(now: now, into: &actions)
+        record()
+    }
+
+    mutating func transportFailed(_ failure: MQTTConnectionFailure) {
+        machine.transportFailed(failure, now: now, into: &actions)
+        record()
+    }
+
+    mutating func connack(_ code: ConnectReturnCode = .accepted, sessionPresent: Bool = false) {
+        machine.receivedConnAck(ConnAckPacket(sessionPresent: sessionPresent, returnCode: code), now: now, into: &actions)
+        record()
+    }
+
+    /// connect → transport up → CONNACK accepted; clears the log.
+    mutating func establish(sessionPresent: Bool = false) throws(MQTTClientError) {
+        try connect()
+        transportConnected()
+        connack(sessionPresent: sessionPresent)
+        log.removeAll()
+    }
+
+    mutating func close() {
+        machine.close(now: now, into: &actions)
+        record()
+    }
+
+    mutating func publish(_ topic: String, _ payload: [UInt8] = [1, 2, 3], qos: QoS, token: UInt64? = nil, retain: Bool = false) throws(MQTTClientError) {
+        let message = PublishPacket(topic: topic, payload: payload, qos: qos, retain: retain)
+        defer { record() }
+        try machine.publish(message, token: token.map(MQTTRequestToken.init), now: now, into: &actions)
+    }
+
+    @discardableResult
+    mutating func subscribe(_ subscriptions: [TopicSubscription], token: UInt64? = nil) throws(MQTTClientError) -> UInt16 {
+        defer { record() }
+        return try machine.subscribe(subscriptions, token: token.map(MQTTRequestToken.init), now: now, into: &actions)
+    }
+
+    @discardableResult
+    mutating func unsubscribe(_ filters: [String], token: UInt64? = nil) throws(MQTTClientError) -> UInt16 {
+        defer { record() }
+        return try machine.unsubscribe(filters, token: token.map(MQTTRequestToken.init), now: now, into: &actions)
+    }
+
+    mutating func receive(topic: String, payload: [UInt8], qos: QoS, packetID: UInt16 = 0, dup: Bool = false, retain: Bool = false) {
+        let topicBytes = Array(topic.utf8)
+        topicBytes.withUnsafeBytes { topicBuffer in
+            payload.withUnsafeBytes { payloadBuffer in
+                let view = PublishView(topic: topicBuffer, payload: payloadBuffer, qos: qos, retain: retain, dup: dup, packetID: packetID)
+                machine.receivedPublish(view, now: now, into: &actions)
+                // Deliveries refer to the buffers: record (copy) them before they go away.
+                record()
+            }
+        }
+    }
+
+    mutating func puback(_ id: UInt16) { machine.receivedPubAck(packetID: id, now: now, into: &actions); record() }
+    mutating func pubrec(_ id: UInt16) { machine.receivedPubRec(packetID: id, now: now, into: &actions); record() }
+    mutating func pubrel(_ id: UInt16) { machine.receivedPubRel(packetID: id, now: now, into: &actions); record() }
+    mutating func pubcomp(_ id: UInt16) { machine.receivedPubComp(packetID: id, now: now, into: &actions); record() }
+    mutating func pingresp() { machine.receivedPingResp(now: now, into: &actions); record() }
+    mutating func unsuback(_ id: UInt16) { machine.receivedUnsubAck(packetID: id, now: now, into: &actions); record() }
+    mutating func suback(_ id: UInt16, _ codes: [SubAckReturnCode]) {
+        machine.receivedSubAck(SubAckPacket(packetID: id, returnCodes: codes), now: now, into: &actions)
+        record()
+    }
+
+    mutating func oversize(qos: QoS, packetID: UInt16) {
+        machine.receivedOversizePublish(qos: qos, packetID: packetID, now: now, into: &actions)
+        record()
+    }
+}
+
+extension Packet {
+    /// The PUBLISH inside, else nil.
+    var publish: PublishPacket? {
+        if case .publish(let p) = self { return p }
+        return nil
+    }
+}
+
+extension Duration {
+    /// `seconds` as a Duration from a floating value (test convenience).
+    static func s(_ seconds: Double) -> Duration { .nanoseconds(Int64(seconds * 1e9)) }
+}
