@@ -4,7 +4,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libuv1-dev libssl-dev mosquitto openssl pkg-config
 SWIFT_FLAGS ?= -Xswiftc -warnings-as-errors
 
-.PHONY: deps build test demo test-asan test-tsan fuzz bench bench-core clean
+.PHONY: deps build test demo test-asan test-tsan fuzz bench bench-core bench-client clean
 
 # Installs what is missing (Debian packages), with sudo only when not root.
 deps:
@@ -61,6 +61,10 @@ fuzz:
 # Protocol-core benchmarks (Benchmarks/, its own package: ordo-one/benchmark).
 bench-core:
 	cd Benchmarks && swift package --allow-writing-to-package-directory benchmark --target ProtocolCoreBenchmarks
+
+# End-to-end client throughput against an in-process fake broker (Benchmarks/, allocations per message).
+bench-client:
+	cd Benchmarks && swift package --allow-writing-to-package-directory benchmark --target ClientThroughputBenchmarks
 
 clean:
 	rm -rf .build .build-*
