@@ -87,6 +87,9 @@ final class ClientEngine: @unchecked Sendable {
     @exclusivity(unchecked) private var streams: [MessageBuffer] = []
     @exclusivity(unchecked) private var pausedByConsumer = false
     @exclusivity(unchecked) private var shutDown = false
+    /// Transports closing gracefully, and who waits for them (``close(whenClosed:)``).
+    private var closingTransports = 0
+    private var closeWaiters: [() -> Void] = []
 
     init(options: MQTTClientOptions, loop: EventLoop, logger: Logger) {
         self.options = options
@@ -290,6 +293,25 @@ final class ClientEngine: @unchecked Sendable {
         finishActive()
     }
 
+    /// Closes like ``close()``, then runs `done` once no transport is still closing (the
+    /// DISCONNECT and everything before it reached the broker and the broker closed its side,
+    /// or the reactor's graceful-close limit passed); at once when nothing was open.
+    func close(whenClosed done: @escaping () -> Void) {
+        close()
+        // After this event's actions (the close of the transport among them).
+        deferred.append { engine in
+            engine.closeWaiters.append(done)
+            engine.runCloseWaitersIfClosed()
+        }
+    }
+
+    private func runCloseWaitersIfClosed() {
+        guard closingTransports == 0, !closeWaiters.isEmpty else { return }
+        let waiters = closeWaiters
+        closeWaiters.removeAll()
+        for waiter in waiters { waiter() }
+    }
+
     /// Closes and ends every message stream; the engine takes no more requests.
     func shutdown() {
         close()
@@ -332,6 +354,8 @@ final class ClientEngine: @unchecked Sendable {
     // MARK: Inspection (loop thread)
 
     var connectionState: MQTTClientStateMachine.ConnectionState { machine.connectionState }
+    /// Bytes encoded for the broker and not yet taken by the kernel.
+    var unsentByteCount: Int { connection?.unsentByteCount ?? 0 }
     var inflightCount: Int { machine.inflightCount }
     var queuedMessageCount: Int { machine.queuedMessageCount }
 
@@ -597,7 +621,19 @@ final class ClientEngine: @unchecked Sendable {
         transportID &+= 1
         if let connection {
             connection.onRead = nil
-            connection.onClose = nil
+            // The graceful close ends later (the broker read everything and closed its side, or
+            // the reactor's close timeout): then the close waiters run. The closure is released
+            // by the connection once it fired.
+            if connection.isOpen {
+                closingTransports += 1
+                connection.onClose = { [self] _ in
+                    closingTransports -= 1
+                    runCloseWaitersIfClosed()
+                }
+            } else {
+                // Not established yet: closing cancels the connect; no close callback follows.
+                connection.onClose = nil
+            }
             if needsFlush {
                 needsFlush = false
                 connection.flush()
