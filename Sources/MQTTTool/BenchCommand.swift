@@ -182,7 +182,11 @@ final class BenchRun: @unchecked Sendable {
             snapshot.finish(0)
         }
         _ = snapshot.wait(timeout: 2)
-        closeAndWait(client, timeout: 2)
+        // DISCONNECT, then wait until the broker closed its side: the client's graceful close
+        // reads until the broker's end of stream (at most 10 s), so everything published was
+        // read by the broker before the process exits (an exiting process would otherwise leave
+        // megabytes in an orphaned socket that the kernel may drop).
+        closeAndWait(client, timeout: max(1, min(12, args.timeout - (monotonicSeconds() - started))))
         let count = status == "ok" ? finalCount : finalCount
         if status == "ok" && count != args.count { status = "short" }
         let secs = endTime > startTime ? endTime - startTime : 0
@@ -249,9 +253,23 @@ final class BenchRun: @unchecked Sendable {
         guard mainPhase, !outcome.isFinished else { return }
         if startTime == 0 { startTime = monotonicSeconds() }
         if qos == .atMostOnce {
-            // QoS 0 is done once written: the client encodes into its send buffer and the loop
-            // writes the buffer at the end of this turn. So at most `window` per turn: the next
-            // turn starts after this batch was handed to the socket.
+            // QoS 0 is done once written to the socket: the client encodes into its send buffer
+            // and the loop writes it at the end of this turn. A batch of at most `window` per
+            // turn, and the next one only once the kernel took everything (no send backlog):
+            // then every message issued so far is done. With a backlog (a broker slower than
+            // us), check again in a millisecond: the publisher follows the broker's pace.
+            if client.unsentByteCount > 0 {
+                pumpScheduled = true
+                client.eventLoop.scheduleTimer(after: .milliseconds(1)) { [self] in pump() }
+                return
+            }
+            completed = issued
+            progress.store(completed, ordering: .relaxed)
+            if issued == args.count {
+                endTime = monotonicSeconds()
+                finishMainPhase()
+                return
+            }
             let batch = min(window, args.count - issued)
             do {
                 for _ in 0..<batch { try client.publish("bench/t", payload, qos: .atMostOnce) }
@@ -260,19 +278,8 @@ final class BenchRun: @unchecked Sendable {
                 return
             }
             issued += batch
-            if issued < args.count {
-                completed = issued - batch
-                progress.store(completed, ordering: .relaxed)
-                schedulePump()
-            } else {
-                // The next turn runs after this last batch was written.
-                client.eventLoop.execute { [self] in
-                    completed = issued
-                    progress.store(completed, ordering: .relaxed)
-                    endTime = monotonicSeconds()
-                    finishMainPhase()
-                }
-            }
+            // The next turn runs after this batch was handed to the socket.
+            schedulePump()
         } else {
             do {
                 while issued < args.count && issued - completed < window {

@@ -145,11 +145,10 @@ func formatFixed(_ value: Double, digits: Int) -> String {
     return "\(integerPart).\(fraction)"
 }
 
-/// Closes the client (DISCONNECT, graceful close) and waits, bounded, for the `offline` event so
-/// that the DISCONNECT really left before the process ends.
-func closeAndWait(_ client: NodeMCUClient, timeout: Double = 2) {
+/// Closes the client (DISCONNECT, graceful close) and waits, bounded, until the broker has read
+/// everything and closed its side, so that nothing queued is lost when the process ends.
+func closeAndWait(_ client: NodeMCUClient, timeout: Double = 12) {
     let closed = Outcome()
-    client.on(.offline) { _ in closed.finish(0) }
-    client.close()
+    client.close { _ in closed.finish(0) }
     _ = closed.wait(timeout: timeout)
 }
