@@ -279,9 +279,15 @@ public final class NodeMCUClient: Sendable {
     ) throws(MQTTProtocolError) {
         try validateTopicName(topic)
         let packet = PublishPacket(topic: topic, payload: payload, qos: qos, retain: retain)
+        guard let completion else {
+            // No completion (the per-message path of a fast publisher): nothing to wrap. On the
+            // loop thread (outside a callback) the publish runs at once, unboxed.
+            if engine.runIfOnLoop({ $0.publish(packet, completion: nil) }) { return }
+            engine.submit { $0.publish(packet, completion: nil) }
+            return
+        }
         let call = ClientCall(self, completion)
         let wrapped: ClientEngine.PublishCompletion? = call.map { c in { @Sendable result in c.run(result) } }
-        // On the loop thread (outside a callback) the publish runs at once, unboxed.
         if engine.runIfOnLoop({ $0.publish(packet, completion: wrapped) }) { return }
         engine.submit { $0.publish(packet, completion: wrapped) }
     }

@@ -130,6 +130,7 @@ final class ClientEngine: @unchecked Sendable {
     }
 
     private func runDeferred() {
+        if deferred.isEmpty { return }
         var index = 0
         while index < deferred.count {
             let work = deferred[index]
@@ -437,6 +438,7 @@ final class ClientEngine: @unchecked Sendable {
     // MARK: Actions
 
     private func performActions() {
+        if actions.isEmpty { return }
         var index = 0
         while index < actions.count {
             perform(actions[index])
