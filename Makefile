@@ -34,6 +34,9 @@ demo: deps
 # Sanitizer runs in their own build folders; `make test-tsan FILTER=UVReactor` runs one module's tests.
 SANITIZER_FILTER = $(if $(FILTER),--filter $(FILTER))
 
+# Sanitizer runs in their own build folders; `make test-tsan FILTER=UVReactor` runs one module's tests.
+SANITIZER_FILTER = $(if $(FILTER),--filter $(FILTER))
+
 test-asan: deps
 	swift test --disable-xctest --sanitize=address --scratch-path .build-asan $(SANITIZER_FILTER)
 

@@ -99,7 +99,10 @@ let package = Package(
         ),
         .testTarget(
             name: "UVMQTTTests",
-            dependencies: ["UVMQTT", "MQTTProtocol", "UVReactor", "RingBuffers"],
+            dependencies: [
+                "UVMQTT", "MQTTProtocol", "UVReactor", "RingBuffers",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Runs the built `mqtt` executable against mosquitto (build it first: `make test` does).

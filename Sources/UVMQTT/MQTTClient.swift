@@ -46,7 +46,7 @@ public final class MQTTClient: Sendable {
             ownsLoop = true
         }
         messageBufferSize = options.messageBufferSize
-        engine = ClientEngine(options: options, loop: loop, logger: logger ?? Logger(label: "uvmqtt", factory: { _ in SwiftLogNoOpLogHandler() }))
+        engine = ClientEngine(options: options, loop: loop, logger: logger)
     }
 
     deinit {

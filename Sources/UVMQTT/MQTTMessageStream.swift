@@ -15,7 +15,9 @@
 /// consumer slower than 1.5 × keepalive makes the client drop the connection (and reconnect, if
 /// asked to), which is the broker's cue to hold the messages for it.
 public struct MQTTMessageStream: AsyncSequence, Sendable {
+    /// Owned messages.
     public typealias Element = MQTTMessage
+    /// The stream never throws; it ends with nil.
     public typealias Failure = Never
 
     let registration: MessageStreamRegistration
@@ -29,11 +31,15 @@ public struct MQTTMessageStream: AsyncSequence, Sendable {
             await registration.buffer.next()
         }
 
+        /// The next message, or nil once the stream ended or the task was cancelled.
+        ///
+        /// - Parameter actor: The caller's isolation (unused: the buffer is thread-safe).
         public mutating func next(isolation actor: isolated (any Actor)?) async -> MQTTMessage? {
             await registration.buffer.next()
         }
     }
 
+    /// An iterator over the stream's messages (iterators of one stream share them).
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(registration: registration)
     }

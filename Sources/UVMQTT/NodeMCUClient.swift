@@ -110,7 +110,7 @@ public final class NodeMCUClient: Sendable {
             loop.start()
             ownsLoop = true
         }
-        engine = ClientEngine(options: options, loop: loop, logger: logger ?? Logger(label: "uvmqtt", factory: { _ in SwiftLogNoOpLogHandler() }))
+        engine = ClientEngine(options: options, loop: loop, logger: logger)
     }
 
     deinit {

@@ -25,6 +25,11 @@ import Testing
         let odd = ReconnectBackoff(initialDelay: .seconds(2), maximumDelay: .seconds(1), multiplier: 0.5, jitter: 7)
         #expect(odd.delay(attempt: -3, random: -1) == .seconds(1))
         #expect(odd.delay(attempt: 3, random: 2) == .zero)
+        // Degenerate policies answer at once even for a huge attempt number.
+        let flat = ReconnectBackoff(initialDelay: .seconds(3), maximumDelay: .seconds(60), multiplier: 1, jitter: 0)
+        #expect(flat.delay(attempt: Int.max, random: 0) == .seconds(3))
+        let zero = ReconnectBackoff(initialDelay: .zero, maximumDelay: .seconds(60), multiplier: 2, jitter: 0)
+        #expect(zero.delay(attempt: Int.max, random: 0) == .zero)
     }
 
     @Test func instantArithmeticSaturates() {

@@ -200,6 +200,35 @@ struct FakeBrokerTests {
         }
     }
 
+    @Test("reconnect without a kept session: subscriptions made again, unacknowledged messages published again")
+    func noSessionResubscribes() async throws {
+        try await withFakeBroker { broker, loop in
+            let log = EventLog()
+            let client = try await connectedClient(broker, loop, log, autoreconnect: true)
+            #expect(await log.wait(for: "connect"))
+            let subscribed = Locked(false)
+            try client.subscribe("s/#", qos: .atLeastOnce) { _, r in if case .success = r { subscribed.withLock { $0 = true } } }
+            #expect(await EventLog().wait { _ in subscribed.withLock { $0 } })
+            broker.behaviour.withLock { $0.ackPublish = false }
+            let done = Locked(0)
+            try client.publish("p/1", "kept", qos: .atLeastOnce) { _, r in if case .success = r { done.withLock { $0 += 1 } } }
+            #expect(await broker.waitForPacket(on: 0) { $0.publish?.topic == "p/1" } != nil)
+            broker.behaviour.withLock { $0.ackPublish = true }  // CONNACK stays "no session"
+            broker.cut(0)
+            #expect(await broker.waitForConnections(2))
+            let resubscribe = await broker.waitForPacket(on: 1) { if case .subscribe = $0 { true } else { false } }
+            guard case .subscribe(let s)? = resubscribe?.packet else {
+                Issue.record("no SUBSCRIBE after the reconnect")
+                return
+            }
+            #expect(s.subscriptions == [TopicSubscription(filter: "s/#", qos: .atLeastOnce)])
+            let again = await broker.waitForPacket(on: 1) { $0.publish?.topic == "p/1" }
+            #expect(again?.packet.publish?.payload == Array("kept".utf8))
+            #expect(await EventLog().wait { _ in done.withLock { $0 } == 1 })
+            client.close()
+        }
+    }
+
     @Test("unexpected acknowledgements are tolerated: the connection stays up")
     func unexpectedAcks() async throws {
         try await withFakeBroker { broker, loop in

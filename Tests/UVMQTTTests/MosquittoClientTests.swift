@@ -248,6 +248,41 @@ struct MosquittoClientTests {
         }
     }
 
+    @Test("many tasks share one async client: every publish completes, every message arrives once")
+    func concurrentTasks() async throws {
+        try await withMosquitto { broker in
+            let client = MQTTClient(options: options("conc") { $0.messageBufferSize = 64 })
+            try await withDeadline(5) { try await client.connect(to: broker.host, port: Int(broker.port)) }
+            let stream = client.messages(matching: "conc/#")
+            _ = try await withDeadline(5) { try await client.subscribe("conc/#", qos: .exactlyOnce) }
+            let tasks = 8, perTask = 250
+            // Consume while publishing: a stream nobody reads stops the client reading the socket
+            // once its buffer is full (acknowledgements included), by design.
+            let consumer = Task { try await collect(stream, count: tasks * perTask, within: 20) }
+            try await withDeadline(20, "concurrent publishes") {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for t in 0..<tasks {
+                        group.addTask {
+                            for i in 0..<perTask {
+                                try await client.publish("conc/\(t)", payload: [UInt8(t), UInt8(i >> 8), UInt8(i & 0xFF)],
+                                                         qos: QoS(rawValue: UInt8(i % 3))!)
+                            }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+            let received = try await consumer.value
+            #expect(Set(received.map(\.payload)).count == tasks * perTask)
+            // Per publishing task (one topic), messages keep their order.
+            for t in 0..<tasks {
+                let sequence = received.filter { $0.payload[0] == UInt8(t) }.map { Int($0.payload[1]) << 8 | Int($0.payload[2]) }
+                #expect(sequence == Array(0..<perTask))
+            }
+            await client.disconnect()
+        }
+    }
+
     func connectFailure(_ client: MQTTClient, _ broker: MosquittoBroker, security: MQTTSecurity = .off, host: String? = nil) async -> MQTTConnectionFailure? {
         do {
             try await withDeadline(5) { try await client.connect(to: host ?? broker.host, port: Int(broker.port), security: security) }

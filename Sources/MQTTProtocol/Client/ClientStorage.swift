@@ -117,38 +117,92 @@ struct QueuedMessage {
     var size: Int
 }
 
-/// The in-flight window: a preallocated slot array plus a packet-id index reserved up front,
-/// so that adding and acknowledging a message does not allocate.
-///
-/// The index is a direct table over the 16-bit packet id space (`slotByID[id]` = slot + 1, 0 for
-/// none: 128 KiB, its pages touched only as ids are used) rather than a dictionary: a lookup is
-/// one load instead of a SipHash, and a QoS 1 message takes several (allocate, insert, PUBACK).
+/// Packet id → slot, as open addressing over a power-of-two table at most half full, with the
+/// id itself as the hash (ids are handed out in sequence, so they spread evenly) and
+/// backward-shift deletion (no tombstones). Sized once; never allocates afterwards.
+struct PacketIDIndex {
+    /// 0 marks an empty cell: packet id 0 is never used [MQTT-2.3.1-1].
+    private var keys: [UInt16]
+    private var values: [Int32]
+    private let mask: Int
+    private(set) var count = 0
+
+    init(capacity: Int) {
+        var size = 4
+        while size < capacity * 2 { size <<= 1 }
+        keys = [UInt16](repeating: 0, count: size)
+        values = [Int32](repeating: 0, count: size)
+        mask = size - 1
+    }
+
+    func find(_ id: UInt16) -> Int? {
+        var i = Int(id) & mask
+        while true {
+            let key = keys[i]
+            if key == id { return Int(values[i]) }
+            if key == 0 { return nil }
+            i = (i &+ 1) & mask
+        }
+    }
+
+    /// Adds `id`, which must be absent and non-zero, with fewer than `capacity` entries.
+    mutating func insert(_ id: UInt16, value: Int) {
+        var i = Int(id) & mask
+        while keys[i] != 0 { i = (i &+ 1) & mask }
+        keys[i] = id
+        values[i] = Int32(truncatingIfNeeded: value)
+        count += 1
+    }
+
+    mutating func remove(_ id: UInt16) -> Int? {
+        var i = Int(id) & mask
+        while true {
+            let key = keys[i]
+            if key == 0 { return nil }
+            if key == id { break }
+            i = (i &+ 1) & mask
+        }
+        let value = Int(values[i])
+        // Backward shift: pull later entries of the probe run into the hole when their home
+        // cell lies cyclically at or before the hole, so lookups never meet a false gap.
+        var hole = i
+        var j = (i &+ 1) & mask
+        while keys[j] != 0 {
+            let home = Int(keys[j]) & mask
+            if (j &- home) & mask >= (j &- hole) & mask {
+                keys[hole] = keys[j]
+                values[hole] = values[j]
+                hole = j
+            }
+            j = (j &+ 1) & mask
+        }
+        keys[hole] = 0
+        count -= 1
+        return value
+    }
+}
+
+/// The in-flight window: a preallocated slot array plus a packet-id index sized up front, so
+/// that adding and acknowledging a message does not allocate.
 struct InflightTable {
     private var slots: [OutgoingMessage?]
     private var freeSlots: [Int]
-    private var slotByID: [UInt16]
-    private var used = 0
+    private var slotByID: PacketIDIndex
 
     init(capacity: Int) {
         slots = [OutgoingMessage?](repeating: nil, count: capacity)
         freeSlots = Array((0..<capacity).reversed())
-        slotByID = [UInt16](repeating: 0, count: 65_536)
+        slotByID = PacketIDIndex(capacity: capacity)
     }
 
     var capacity: Int { slots.count }
-    var count: Int { used }
+    var count: Int { slotByID.count }
     var isFull: Bool { freeSlots.isEmpty }
 
-    @inline(__always)
-    private func slot(of id: UInt16) -> Int? {
-        let entry = slotByID[Int(id)]
-        return entry == 0 ? nil : Int(entry) - 1
-    }
-
-    func contains(_ id: UInt16) -> Bool { slotByID[Int(id)] != 0 }
+    func contains(_ id: UInt16) -> Bool { slotByID.find(id) != nil }
 
     func phase(of id: UInt16) -> OutgoingPhase? {
-        guard let slot = slot(of: id) else { return nil }
+        guard let slot = slotByID.find(id) else { return nil }
         return slots[slot]?.phase
     }
 
@@ -156,31 +210,23 @@ struct InflightTable {
     mutating func insert(_ message: OutgoingMessage) {
         guard let slot = freeSlots.popLast() else { return }
         slots[slot] = message
-        slotByID[Int(message.message.packetID)] = UInt16(slot + 1)
-        used += 1
+        slotByID.insert(message.message.packetID, value: slot)
     }
 
     /// Moves a QoS 2 message past PUBREC. The payload is kept: if the session is lost before
     /// PUBCOMP, the message is published again.
     mutating func markReleased(_ id: UInt16) {
-        guard let slot = slot(of: id) else { return }
+        guard let slot = slotByID.find(id) else { return }
         slots[slot]?.phase = .awaitingPubComp
     }
 
     mutating func markDuplicate(_ id: UInt16) {
-        guard let slot = slot(of: id) else { return }
+        guard let slot = slotByID.find(id) else { return }
         slots[slot]?.message.dup = true
     }
 
-    func message(_ id: UInt16) -> OutgoingMessage? {
-        guard let slot = slot(of: id) else { return nil }
-        return slots[slot]
-    }
-
     mutating func remove(_ id: UInt16) -> OutgoingMessage? {
-        guard let slot = slot(of: id) else { return nil }
-        slotByID[Int(id)] = 0
-        used -= 1
+        guard let slot = slotByID.remove(id) else { return nil }
         let message = slots[slot]
         slots[slot] = nil
         freeSlots.append(slot)

@@ -516,7 +516,6 @@ public struct MQTTClientStateMachine: Sendable {
         for _ in 0..<65_535 {
             let id = nextPacketID
             nextPacketID = id == 65_535 ? 1 : id &+ 1
-            // (`controls` is almost always empty: skip its hash lookup then.)
             if !inflight.contains(id) && (controls.isEmpty || controls[id] == nil) { return id }
         }
         return nil

@@ -65,7 +65,8 @@ public struct ReconnectBackoff: Sendable, Hashable {
         var base = Double(initialDelay.clampedNanoseconds)
         let factor = max(1, multiplier)
         var n = 0
-        while n < attempt && base < cap {
+        // Bounded by the cap, not by `attempt` (which grows for as long as the broker is away).
+        while n < attempt && base < cap && base > 0 && factor > 1 {
             base *= factor
             n += 1
         }

@@ -9,22 +9,36 @@
 /// `unsubscribe`, `pingreq`) serve the fake brokers of the tests. A client treats them as
 /// ``MQTTProtocolError/unexpectedPacket(_:)``.
 public enum InboundPacket {
+    /// PUBLISH read in place (topic and payload point into the ring or the scratch buffer).
     case publish(PublishView)
     /// A PUBLISH larger than the decoder's maximum packet size: reported once with the prefix
     /// that fits; the rest of it is skipped as it arrives.
     case oversizePublish(OversizePublishView)
+    /// CONNACK (3.1: session present always false).
     case connack(ConnAckPacket)
+    /// PUBACK with its non-zero packet identifier.
     case puback(UInt16)
+    /// PUBREC with its non-zero packet identifier.
     case pubrec(UInt16)
+    /// PUBREL with its non-zero packet identifier.
     case pubrel(UInt16)
+    /// PUBCOMP with its non-zero packet identifier.
     case pubcomp(UInt16)
+    /// SUBACK with one return code per filter of the SUBSCRIBE.
     case suback(SubAckPacket)
+    /// UNSUBACK with its non-zero packet identifier.
     case unsuback(UInt16)
+    /// PINGREQ (server-bound).
     case pingreq
+    /// PINGRESP.
     case pingresp
+    /// DISCONNECT (server-bound).
     case disconnect
+    /// CONNECT (server-bound; owned, allocates).
     case connect(ConnectPacket)
+    /// SUBSCRIBE (server-bound; owned, allocates).
     case subscribe(SubscribePacket)
+    /// UNSUBSCRIBE (server-bound; owned, allocates).
     case unsubscribe(UnsubscribePacket)
 
     /// The packet's type.

@@ -204,7 +204,7 @@ public struct MQTTDecoder {
     // MARK: Decoding a framed body
 
     /// Decodes one packet whose body is contiguous.
-    @inlinable
+    @inlinable @inline(__always)
     static func decodeFrame(_ first: UInt8, body: UnsafeRawBufferPointer, version: ProtocolVersion) throws(MQTTProtocolError) -> InboundPacket {
         if first >> 4 == PacketType.publish.rawValue {
             return .publish(try decodePublish(first, body: body))
@@ -213,7 +213,7 @@ public struct MQTTDecoder {
     }
 
     /// PUBLISH (section 3.3): the per-message path, inlined into the caller.
-    @inlinable
+    @inlinable @inline(__always)
     static func decodePublish(_ first: UInt8, body: UnsafeRawBufferPointer) throws(MQTTProtocolError) -> PublishView {
         let qos: QoS
         switch (first >> 1) & 3 {
@@ -237,7 +237,7 @@ public struct MQTTDecoder {
     ///
     /// - Parameter truncatedError: Thrown instead of ``MQTTProtocolError/truncated(_:field:)``
     ///   when the head does not fit (the oversize path passes `packetTooLarge`).
-    @inlinable
+    @inlinable @inline(__always)
     static func publishHead(
         body: UnsafeRawBufferPointer, qos: QoS, truncatedError: MQTTProtocolError?
     ) throws(MQTTProtocolError) -> (topic: UnsafeRawBufferPointer, packetID: UInt16, payloadOffset: Int) {

@@ -8,15 +8,15 @@ import MQTTProtocol
 /// creation (``ClientEngine/tracing``), so the per-packet cost without tracing is one branch.
 extension ClientEngine {
     func traceSent(_ packet: Packet) {
-        logger.trace("sending \(Self.describe(packet))")
+        logger?.trace("sending \(Self.describe(packet))")
     }
 
     func traceSentPublish(topic: String, payloadCount: Int, retain: Bool) {
-        logger.trace("sending PUBLISH (d0, q0, r\(retain ? 1 : 0), m0, '\(topic)', ... (\(payloadCount) bytes))")
+        logger?.trace("sending PUBLISH (d0, q0, r\(retain ? 1 : 0), m0, '\(topic)', ... (\(payloadCount) bytes))")
     }
 
     func traceReceived(_ packet: InboundPacket) {
-        logger.trace("received \(Self.describe(packet))")
+        logger?.trace("received \(Self.describe(packet))")
     }
 
     static func describe(_ packet: Packet) -> String {

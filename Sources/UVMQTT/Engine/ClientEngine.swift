@@ -53,7 +53,9 @@ final class ClientEngine: @unchecked Sendable {
 
     let loop: EventLoop
     private(set) var options: MQTTClientOptions
-    let logger: Logger
+    /// The user's logger with the client id in its metadata; nil = no logging (the library
+    /// never creates a logger of its own).
+    let logger: Logger?
     /// Whether the logger wants the packet trace (`.trace` level), read once at creation.
     let tracing: Bool
     /// Whether a connect was requested and has not finally ended (no further retry): checked and
@@ -91,11 +93,13 @@ final class ClientEngine: @unchecked Sendable {
     private var closingTransports = 0
     private var closeWaiters: [() -> Void] = []
 
-    init(options: MQTTClientOptions, loop: EventLoop, logger: Logger) {
+    init(options: MQTTClientOptions, loop: EventLoop, logger: Logger?) {
         self.options = options
         self.loop = loop
+        var logger = logger
+        logger?[metadataKey: "mqtt.client"] = "\(options.clientID)"
         self.logger = logger
-        self.tracing = logger.logLevel <= .trace
+        self.tracing = logger.map { $0.logLevel <= .trace } ?? false
         // Jitter must differ between clients (so they do not reconnect in lock step).
         let seed = UInt64.random(in: .min ... .max)
         self.machine = MQTTClientStateMachine(configuration: options.machineConfiguration(reconnect: false, jitterSeed: seed))
@@ -223,7 +227,7 @@ final class ClientEngine: @unchecked Sendable {
             try machine.connect(now: ClientEngine.now(), into: &actions)
         } catch {
             // The fronts check `active` first; this is the machine's own guard.
-            logger.warning("connect refused by the client state", metadata: ["error": "\(error)"])
+            logger?.warning("connect refused by the client state", metadata: ["error": "\(error)"])
             completion?(.failure(.transport("\(error)")))
             return
         }
@@ -250,7 +254,7 @@ final class ClientEngine: @unchecked Sendable {
                 }
             }
             if let failure {
-                logger.error("PUBLISH not encoded", metadata: ["error": "\(failure)"])
+                logger?.error("PUBLISH not encoded", metadata: ["error": "\(failure)"])
             } else {
                 needsFlush = true
                 if tracing { traceSentPublish(topic: message.topic, payloadCount: message.payload.count, retain: message.retain) }
@@ -383,7 +387,7 @@ final class ClientEngine: @unchecked Sendable {
             do {
                 packet = try decoder.next(in: ring)
             } catch {
-                logger.warning("invalid data from the broker", metadata: ["error": "\(error)"])
+                logger?.warning("invalid data from the broker", metadata: ["error": "\(error)"])
                 machine.receivedInvalidData(error, now: now, into: &actions)
                 performActions()
                 break
@@ -459,19 +463,19 @@ final class ClientEngine: @unchecked Sendable {
                 needsFlush = true
             } catch {
                 // Requests are validated by the fronts; this would be a bug, not network input.
-                logger.error("packet not encoded", metadata: ["packet": "\(packet.type)", "error": "\(error)"])
+                logger?.error("packet not encoded", metadata: ["packet": "\(packet.type)", "error": "\(error)"])
             }
         case .closeTransport:
             closeTransport()
         case .connected(let sessionPresent):
-            logger.debug("connected", metadata: ["sessionPresent": "\(sessionPresent)"])
+            logger?.debug("connected", metadata: ["sessionPresent": "\(sessionPresent)"])
             if let pending = pendingConnect {
                 pendingConnect = nil
                 pending(.success(sessionPresent))
             }
             handlers.connect?(sessionPresent)
         case .connectFailed(let failure, let willRetry):
-            logger.debug("connect failed", metadata: ["reason": "\(failure)", "willRetry": "\(willRetry)"])
+            logger?.debug("connect failed", metadata: ["reason": "\(failure)", "willRetry": "\(willRetry)"])
             if let pending = pendingConnect {
                 pendingConnect = nil
                 if willRetry && stopRetryingOnFirstFailure {
@@ -484,7 +488,7 @@ final class ClientEngine: @unchecked Sendable {
             }
             handlers.connfail?(failure)
         case .offline(let failure, let willReconnect):
-            logger.debug("offline", metadata: ["reason": "\(failure)", "willReconnect": "\(willReconnect)"])
+            logger?.debug("offline", metadata: ["reason": "\(failure)", "willReconnect": "\(willReconnect)"])
             if !willReconnect { finishActive() }
             handlers.offline?(failure)
         case .deliver(let view):
@@ -518,7 +522,7 @@ final class ClientEngine: @unchecked Sendable {
             case nil: break
             }
         case .unexpectedAck(let type, let packetID):
-            logger.debug("acknowledgement for nothing outstanding", metadata: ["type": "\(type)", "packetID": "\(packetID)"])
+            logger?.debug("acknowledgement for nothing outstanding", metadata: ["type": "\(type)", "packetID": "\(packetID)"])
         }
     }
 
