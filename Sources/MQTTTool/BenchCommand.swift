@@ -30,22 +30,22 @@ struct BenchCommand: ParsableCommand {
     @Argument(help: "pub or sub.")
     var mode: Mode
 
-    @Option(name: .customShort("h"), help: "Broker host (loopback only).")
+    @Option(name: .customShort("h"), help: ArgumentHelp("Broker host (loopback only).", valueName: "host"))
     var host: String = "127.0.0.1"
 
-    @Option(name: .customShort("p"), help: "Broker port.")
+    @Option(name: .customShort("p"), help: ArgumentHelp("Broker port.", valueName: "port"))
     var port: Int = 1883
 
-    @Option(name: .customShort("n"), help: "Number of messages.")
+    @Option(name: .customShort("n"), help: ArgumentHelp("Number of messages.", valueName: "count"))
     var count: Int
 
-    @Option(name: .customShort("s"), help: "Payload size in bytes.")
+    @Option(name: .customShort("s"), help: ArgumentHelp("Payload size in bytes.", valueName: "bytes"))
     var payloadSize: Int = 16
 
-    @Option(name: .customShort("q"), help: "QoS 0 or 1 (2 also works).")
+    @Option(name: .customShort("q"), help: ArgumentHelp("QoS 0 or 1 (2 also works).", valueName: "qos"))
     var qos: Int = 0
 
-    @Option(name: .customLong("window"), help: "pub: most messages not yet done (default 1000 for QoS 0, 100 for QoS 1; 0 = no limit).")
+    @Option(name: .customLong("window"), help: ArgumentHelp("pub: most messages not yet done (default 1000 for QoS 0, 100 for QoS 1; 0 = no limit).", valueName: "messages"))
     var window: Int?
 
     func run() throws {

@@ -7,52 +7,52 @@ import UVMQTT
 
 /// The flags `pub` and `sub` share (mosquitto_pub / mosquitto_sub names and meanings).
 struct ConnectionOptions: ParsableArguments {
-    @Option(name: .customShort("h"), help: "Broker host (default localhost).")
+    @Option(name: .customShort("h"), help: ArgumentHelp("Broker host (default localhost).", valueName: "host"))
     var host: String?
 
-    @Option(name: .customShort("p"), help: "Broker port (default 1883, 8883 with TLS).")
+    @Option(name: .customShort("p"), help: ArgumentHelp("Broker port (default 1883, 8883 with TLS).", valueName: "port"))
     var port: Int?
 
-    @Option(name: .customShort("L"), help: "mqtt(s)://[user[:password]@]host[:port]/topic (sets host, port, credentials, TLS and topic).")
+    @Option(name: .customShort("L"), help: ArgumentHelp("mqtt(s)://[user[:password]@]host[:port]/topic (sets host, port, credentials, TLS and topic).", valueName: "url"))
     var url: String?
 
-    @Option(name: .customShort("i"), help: "Client id (default mqtt-<command>-<pid>).")
+    @Option(name: .customShort("i"), help: ArgumentHelp("Client id (default mqtt-<command>-<pid>).", valueName: "id"))
     var id: String?
 
-    @Option(name: .customShort("k"), help: "Keepalive in seconds (0 = off, default 60).")
+    @Option(name: .customShort("k"), help: ArgumentHelp("Keepalive in seconds (0 = off).", valueName: "seconds"))
     var keepalive: Int = 60
 
-    @Option(name: .customShort("u"), help: "User name.")
+    @Option(name: .customShort("u"), help: ArgumentHelp("User name.", valueName: "user"))
     var username: String?
 
-    @Option(name: .customShort("P"), help: "Password.")
+    @Option(name: .customShort("P"), help: ArgumentHelp("Password.", valueName: "password"))
     var password: String?
 
-    @Option(name: .customShort("V"), help: "Protocol version: mqttv31 or mqttv311 (default).")
+    @Option(name: .customShort("V"), help: ArgumentHelp("Protocol version: mqttv31 or mqttv311.", valueName: "version"))
     var protocolVersion: String = "mqttv311"
 
-    @Option(name: .customShort("q"), help: "QoS 0, 1 or 2 (publish QoS for pub, subscription QoS for sub).")
+    @Option(name: .customShort("q"), help: ArgumentHelp("QoS 0, 1 or 2 (publish QoS for pub, subscription QoS for sub).", valueName: "qos"))
     var qos: Int = 0
 
-    @Option(name: .customLong("will-topic"), help: "Topic of the last will.")
+    @Option(name: .customLong("will-topic"), help: ArgumentHelp("Topic of the last will.", valueName: "topic"))
     var willTopic: String?
 
-    @Option(name: .customLong("will-payload"), help: "Payload of the last will.")
+    @Option(name: .customLong("will-payload"), help: ArgumentHelp("Payload of the last will.", valueName: "payload"))
     var willPayload: String?
 
-    @Option(name: .customLong("will-qos"), help: "QoS of the last will.")
+    @Option(name: .customLong("will-qos"), help: ArgumentHelp("QoS of the last will.", valueName: "qos"))
     var willQoS: Int = 0
 
     @Flag(name: .customLong("will-retain"), help: "Ask the broker to retain the last will.")
     var willRetain = false
 
-    @Option(name: .customLong("cafile"), help: "PEM file of trusted CA certificates (turns TLS on).")
+    @Option(name: .customLong("cafile"), help: ArgumentHelp("PEM file of trusted CA certificates (turns TLS on).", valueName: "file"))
     var cafile: String?
 
-    @Option(name: .customLong("cert"), help: "PEM client certificate (turns TLS on; needs --key).")
+    @Option(name: .customLong("cert"), help: ArgumentHelp("PEM client certificate (turns TLS on; needs --key).", valueName: "file"))
     var cert: String?
 
-    @Option(name: .customLong("key"), help: "PEM private key of --cert.")
+    @Option(name: .customLong("key"), help: ArgumentHelp("PEM private key of --cert.", valueName: "file"))
     var key: String?
 
     @Flag(name: .customLong("insecure"), help: "Do not verify the server certificate or host name.")

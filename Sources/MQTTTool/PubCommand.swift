@@ -16,13 +16,13 @@ struct PubCommand: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(name: .customShort("t"), help: "Topic to publish to.")
+    @Option(name: .customShort("t"), help: ArgumentHelp("Topic to publish to.", valueName: "topic"))
     var topic: String?
 
-    @Option(name: .customShort("m"), help: "Message text.")
+    @Option(name: .customShort("m"), help: ArgumentHelp("Message text.", valueName: "message"))
     var message: String?
 
-    @Option(name: .customShort("f"), help: "Send the contents of a file as the message (binary-safe).")
+    @Option(name: .customShort("f"), help: ArgumentHelp("Send the contents of a file as the message (binary-safe).", valueName: "file"))
     var file: String?
 
     @Flag(name: .customShort("n"), help: "Send an empty (null) message.")
@@ -37,7 +37,7 @@ struct PubCommand: AsyncParsableCommand {
     @Flag(name: .customShort("r"), help: "Ask the broker to retain the message.")
     var retain = false
 
-    @Option(name: .customLong("repeat"), help: "Publish the message this many times.")
+    @Option(name: .customLong("repeat"), help: ArgumentHelp("Publish the message this many times.", valueName: "count"))
     var repeatCount: Int = 1
 
     func run() async throws {

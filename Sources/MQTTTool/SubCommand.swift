@@ -14,19 +14,19 @@ struct SubCommand: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(name: .customShort("t"), help: "Topic filter to subscribe to (repeatable).")
+    @Option(name: .customShort("t"), help: ArgumentHelp("Topic filter to subscribe to (repeatable).", valueName: "topic"))
     var topics: [String] = []
 
-    @Option(name: .customShort("U"), help: "Topic filter to unsubscribe from (repeatable).")
+    @Option(name: .customShort("U"), help: ArgumentHelp("Topic filter to unsubscribe from (repeatable).", valueName: "topic"))
     var unsubscribeTopics: [String] = []
 
-    @Option(name: .customShort("C"), help: "Exit after this many messages.")
+    @Option(name: .customShort("C"), help: ArgumentHelp("Exit after this many messages.", valueName: "count"))
     var count: Int?
 
     @Flag(name: .customShort("v"), help: "Print 'topic payload'.")
     var verbose = false
 
-    @Option(name: .customShort("W"), help: "Exit (status 27) after this many seconds from the connection.")
+    @Option(name: .customShort("W"), help: ArgumentHelp("Exit (status 27) after this many seconds from the connection.", valueName: "seconds"))
     var timeout: Int?
 
     @Flag(name: .customShort("R"), help: "Do not print stale (retained) messages.")
