@@ -4,7 +4,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libuv1-dev libssl-dev mosquitto openssl pkg-config
 SWIFT_FLAGS ?= -Xswiftc -warnings-as-errors
 
-.PHONY: deps build test demo test-asan test-tsan fuzz bench bench-core clean
+.PHONY: deps build test demo test-asan test-tsan fuzz bench bench-core bench-client mqtt clean
 
 # Installs what is missing (Debian packages), with sudo only when not root.
 deps:
@@ -64,6 +64,15 @@ fuzz:
 # Protocol-core benchmarks (Benchmarks/, its own package: ordo-one/benchmark).
 bench-core:
 	cd Benchmarks && swift package --allow-writing-to-package-directory benchmark --target ProtocolCoreBenchmarks
+
+# The command-line tool, release build with the Swift runtime linked statically (about 12 MiB
+# resident instead of ~19: docs/benchmarks.md): .build/release/mqtt.
+mqtt: deps
+	swift build -c release --static-swift-stdlib --product mqtt $(SWIFT_FLAGS)
+
+# End-to-end client throughput against an in-process fake broker (Benchmarks/, allocations per message).
+bench-client:
+	cd Benchmarks && swift package --allow-writing-to-package-directory benchmark --target ClientThroughputBenchmarks
 
 clean:
 	rm -rf .build .build-*

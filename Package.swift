@@ -16,9 +16,11 @@ let package = Package(
         .library(name: "MQTTProtocol", targets: ["MQTTProtocol"]),
         .library(name: "UVReactor", targets: ["UVReactor"]),
         .library(name: "RingBuffers", targets: ["RingBuffers"]),
+        .executable(name: "mqtt", targets: ["MQTTTool"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
         // MARK: C libraries
@@ -73,6 +75,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: Command-line tool `mqtt` (pub, sub, bench), public API only.
+        .executableTarget(
+            name: "MQTTTool",
+            dependencies: [
+                "UVMQTT",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Tests
         .testTarget(
             name: "MQTTProtocolTests",
@@ -90,6 +103,12 @@ let package = Package(
                 "UVMQTT", "MQTTProtocol", "UVReactor", "RingBuffers",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // Runs the built `mqtt` executable against mosquitto (build it first: `make test` does).
+        .testTarget(
+            name: "MQTTToolTests",
+            dependencies: ["MQTTTool"],
             swiftSettings: swiftSettings
         ),
     ],

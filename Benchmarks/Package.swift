@@ -22,6 +22,17 @@ let package = Package(
             path: "Benchmarks/ProtocolCoreBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        // End-to-end client throughput against an in-process fake broker (`make bench-client`).
+        .executableTarget(
+            name: "ClientThroughputBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "UVMQTT", package: "swift-uv-mqtt"),
+                .product(name: "RingBuffers", package: "swift-uv-mqtt"),
+            ],
+            path: "Benchmarks/ClientThroughputBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -56,6 +56,13 @@ public final class NodeMCUClient: Sendable {
     /// The event loop the client runs on (its callbacks run on this loop's thread).
     public var eventLoop: EventLoop { engine.loop }
 
+    /// The send backlog: bytes encoded for the broker and not yet taken by the kernel (QoS 0
+    /// messages count as sent once they are encoded; they are written at the end of the loop
+    /// iteration). A fast publisher checks it to follow the broker's pace instead of queueing
+    /// in memory. Read it on the loop thread (in a callback or `eventLoop.execute`); elsewhere,
+    /// or when not connected, it is 0.
+    public var unsentByteCount: Int { engine.loop.inEventLoop ? engine.unsentByteCount : 0 }
+
     /// Creates a client, as `mqtt.Client(clientid, keepalive, username, password, cleansession)`.
     ///
     /// - Parameters:
@@ -238,6 +245,18 @@ public final class NodeMCUClient: Sendable {
         engine.submit { $0.close() }
     }
 
+    /// Closes as ``close()``, and runs `completion` once the connection is closed for good:
+    /// the broker read the DISCONNECT and everything sent before it and closed its side (or the
+    /// graceful close gave up after 10 s). A program that exits right after publishing a burst
+    /// waits for this, so that no bytes still queued in the kernel are lost with the process.
+    ///
+    /// - Parameter completion: Runs once on the loop thread (at once when nothing was open).
+    public func close(completion: @escaping @Sendable (NodeMCUClient) -> Void) {
+        engine.endActive()
+        let call = ClientCall(self, completion)
+        engine.submit { $0.close(whenClosed: { call?.run() }) }
+    }
+
     // MARK: Publish and subscribe
 
     /// Publishes, as `m:publish(topic, payload, qos, retain, function(client))`.
@@ -260,8 +279,16 @@ public final class NodeMCUClient: Sendable {
     ) throws(MQTTProtocolError) {
         try validateTopicName(topic)
         let packet = PublishPacket(topic: topic, payload: payload, qos: qos, retain: retain)
+        guard let completion else {
+            // No completion (the per-message path of a fast publisher): nothing to wrap. On the
+            // loop thread (outside a callback) the publish runs at once, unboxed.
+            if engine.runIfOnLoop({ $0.publish(packet, completion: nil) }) { return }
+            engine.submit { $0.publish(packet, completion: nil) }
+            return
+        }
         let call = ClientCall(self, completion)
         let wrapped: ClientEngine.PublishCompletion? = call.map { c in { @Sendable result in c.run(result) } }
+        if engine.runIfOnLoop({ $0.publish(packet, completion: wrapped) }) { return }
         engine.submit { $0.publish(packet, completion: wrapped) }
     }
 

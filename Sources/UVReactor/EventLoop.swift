@@ -50,6 +50,7 @@ public final class EventLoop: @unchecked Sendable {
 
     private let lock = PThreadMutex()
     // Protected by `lock`.
+    // The flush list is `@exclusivity(unchecked)` (loop thread only, per-iteration path).
     private var submitted: [Work] = []
     private var stopRequested = false
     private var acceptingWork = true
@@ -60,9 +61,9 @@ public final class EventLoop: @unchecked Sendable {
     // Loop thread only.
     private var draining: [Work] = []
     private var resources: [ObjectIdentifier: any LoopResource] = [:]
-    private var pendingFlushes: [TCPConnection] = []
-    private var flushBatch: [TCPConnection] = []
-    private var iterationHooksActive = false
+    @exclusivity(unchecked) private var pendingFlushes: [TCPConnection] = []
+    @exclusivity(unchecked) private var flushBatch: [TCPConnection] = []
+    @exclusivity(unchecked) private var iterationHooksActive = false
     /// Whether shutdown has begun (new resources are closed as soon as they register).
     private(set) var isClosing = false
 

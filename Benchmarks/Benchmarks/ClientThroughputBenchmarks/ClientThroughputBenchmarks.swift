@@ -1,0 +1,165 @@
+import Benchmark
+import RingBuffers
+import Synchronization
+import UVMQTT
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// End-to-end client throughput against an in-process fake broker: the public NodeMCU-style
+// client (its own event loop thread) publishes over loopback TCP to a broker on a second loop
+// thread that decodes every PUBLISH (and answers PUBACK for QoS 1). One scaled iteration is one
+// message, so the throughput column reads as messages per second and the malloc count divided
+// by the iterations is the allocations per message (goal: 0; the count covers both threads).
+//
+// Publishing follows `mqtt bench pub`: from the client's loop thread, at most 1,000 (QoS 0) or
+// 100 (QoS 1, refilled at 50) messages not yet done.
+
+/// Runs `body` on `loop` and waits for its result (set-up only; polls, bounded to 10 s).
+func onLoop<T: Sendable>(_ loop: EventLoop, _ body: @escaping @Sendable () -> T) -> T {
+    let result = Mutex<T?>(nil)
+    loop.execute { let value = body(); result.withLock { $0 = value } }
+    for _ in 0..<100_000 {
+        if let value = result.withLock({ $0 }) { return value }
+        usleep(100)
+    }
+    fatalError("event loop did not answer within 10 s")
+}
+
+/// A broker that accepts one client: CONNACK, SUBACK, counts PUBLISH, PUBACK for QoS 1.
+final class InProcessBroker: @unchecked Sendable {
+    let loop = EventLoop()
+    let published = Atomic<Int>(0)
+    private(set) var port = 0
+    private var listener: TCPListener?
+    private var decoder = MQTTDecoder()
+    private var count = 0
+
+    init() {
+        loop.start()
+        port = onLoop(loop) { [self] in
+            do {
+                let listener = try loop.listen(host: "127.0.0.1", port: 0) { [self] connection in
+                    connection.onRead = { [self] c in serve(c) }
+                }
+                self.listener = listener
+                return listener.port
+            } catch {
+                fatalError("listen failed: \(error)")
+            }
+        }
+    }
+
+    private func serve(_ c: TCPConnection) {
+        do {
+            while let packet = try decoder.next(in: c.inbound) {
+                switch packet {
+                case .publish(let view):
+                    count &+= 1
+                    if view.qos == .atLeastOnce { try MQTTEncoder.encodeAck(.puback, packetID: view.packetID, into: c.outbound) }
+                case .connect:
+                    try MQTTEncoder.encodeConnAck(ConnAckPacket(), version: .v3_1_1, into: c.outbound)
+                case .subscribe(let s):
+                    try MQTTEncoder.encodeSubAck(SubAckPacket(packetID: s.packetID, returnCodes: s.subscriptions.map { .granted($0.qos) }),
+                                                 into: c.outbound)
+                case .pingreq:
+                    MQTTEncoder.encodePingResp(into: c.outbound)
+                case .disconnect:
+                    c.close()
+                default:
+                    break
+                }
+                decoder.releaseLastFrame(in: c.inbound)
+            }
+        } catch {
+            fatalError("fake broker: \(error)")
+        }
+        c.flush()
+        published.store(count, ordering: .releasing)
+    }
+}
+
+/// Publishes from the client's loop thread with the bench driver's window.
+final class Publisher: @unchecked Sendable {
+    let client: NodeMCUClient
+    let payload: [UInt8]
+    let qos: QoS
+    let window: Int
+    // Loop thread only.
+    private var remaining = 0
+    private var outstanding = 0
+    private var scheduled = false
+
+    init(port: Int, payloadSize: Int, qos: QoS) {
+        self.payload = [UInt8](repeating: UInt8(ascii: "x"), count: payloadSize)
+        self.qos = qos
+        self.window = qos == .atMostOnce ? 1_000 : 100
+        client = NodeMCUClient(options: MQTTClientOptions(clientID: "bench-\(qos.rawValue)-\(payloadSize)", inflightWindow: 100))
+        let connected = Atomic<Bool>(false)
+        client.on(.puback) { [self] _ in
+            outstanding -= 1
+            if remaining > 0 && !scheduled && outstanding <= window / 2 { schedule() }
+        }
+        try! client.connect("127.0.0.1", port: port, connected: { _ in connected.store(true, ordering: .releasing) })
+        for _ in 0..<100_000 where !connected.load(ordering: .acquiring) { usleep(100) }
+        precondition(connected.load(ordering: .acquiring), "client did not connect")
+    }
+
+    /// Starts publishing `count` messages (returns at once).
+    func start(_ count: Int) {
+        client.eventLoop.execute { [self] in
+            remaining = count
+            pump()
+        }
+    }
+
+    private func schedule() {
+        scheduled = true
+        client.eventLoop.execute { [self] in pump() }
+    }
+
+    private func pump() {
+        scheduled = false
+        if qos == .atMostOnce {
+            // Done when written: one batch per loop turn, written at the end of the turn.
+            let batch = min(window, remaining)
+            for _ in 0..<batch { try! client.publish("bench/t", payload, qos: qos) }
+            remaining -= batch
+            if remaining > 0 { schedule() }
+        } else {
+            while remaining > 0 && outstanding < window {
+                outstanding += 1
+                remaining -= 1
+                try! client.publish("bench/t", payload, qos: qos)
+            }
+        }
+    }
+}
+
+let broker = InProcessBroker()
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.throughput, .wallClock, .cpuTotal, .mallocCountTotal],
+        scalingFactor: .mega,
+        maxDuration: .seconds(5),
+        maxIterations: 5
+    )
+    for (qos, payloadSize) in [(QoS.atMostOnce, 16), (.atMostOnce, 256), (.atLeastOnce, 16)] {
+        let publisher = Publisher(port: broker.port, payloadSize: payloadSize, qos: qos)
+        // One scaled iteration = one message (1,000,000 per sample): the starred rows are per message.
+        Benchmark("E2E publish QoS\(qos.rawValue) \(payloadSize)B -> in-process broker") { benchmark in
+            let count = benchmark.scaledIterations.count
+            let target = broker.published.load(ordering: .acquiring) + count
+            benchmark.startMeasurement()
+            publisher.start(count)
+            var waited = 0
+            while broker.published.load(ordering: .acquiring) < target {
+                usleep(50)
+                waited += 1
+                precondition(waited < 1_200_000, "broker did not receive every message within 60 s")
+            }
+            benchmark.stopMeasurement()
+        }
+    }
+}

@@ -1,0 +1,252 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import UVMQTT
+
+/// The flags `pub` and `sub` share (mosquitto_pub / mosquitto_sub names and meanings).
+struct ConnectionOptions: ParsableArguments {
+    @Option(name: .customShort("h"), help: ArgumentHelp("Broker host (default localhost).", valueName: "host"))
+    var host: String?
+
+    @Option(name: .customShort("p"), help: ArgumentHelp("Broker port (default 1883, 8883 with TLS).", valueName: "port"))
+    var port: Int?
+
+    @Option(name: .customShort("L"), help: ArgumentHelp("mqtt(s)://[user[:password]@]host[:port]/topic (sets host, port, credentials, TLS and topic).", valueName: "url"))
+    var url: String?
+
+    @Option(name: .customShort("i"), help: ArgumentHelp("Client id (default mqtt-<command>-<pid>).", valueName: "id"))
+    var id: String?
+
+    @Option(name: .customShort("k"), help: ArgumentHelp("Keepalive in seconds (0 = off).", valueName: "seconds"))
+    var keepalive: Int = 60
+
+    @Option(name: .customShort("u"), help: ArgumentHelp("User name.", valueName: "user"))
+    var username: String?
+
+    @Option(name: .customShort("P"), help: ArgumentHelp("Password.", valueName: "password"))
+    var password: String?
+
+    @Option(name: .customShort("V"), help: ArgumentHelp("Protocol version: mqttv31 or mqttv311.", valueName: "version"))
+    var protocolVersion: String = "mqttv311"
+
+    @Option(name: .customShort("q"), help: ArgumentHelp("QoS 0, 1 or 2 (publish QoS for pub, subscription QoS for sub).", valueName: "qos"))
+    var qos: Int = 0
+
+    @Option(name: .customLong("will-topic"), help: ArgumentHelp("Topic of the last will.", valueName: "topic"))
+    var willTopic: String?
+
+    @Option(name: .customLong("will-payload"), help: ArgumentHelp("Payload of the last will.", valueName: "payload"))
+    var willPayload: String?
+
+    @Option(name: .customLong("will-qos"), help: ArgumentHelp("QoS of the last will.", valueName: "qos"))
+    var willQoS: Int = 0
+
+    @Flag(name: .customLong("will-retain"), help: "Ask the broker to retain the last will.")
+    var willRetain = false
+
+    @Option(name: .customLong("cafile"), help: ArgumentHelp("PEM file of trusted CA certificates (turns TLS on).", valueName: "file"))
+    var cafile: String?
+
+    @Option(name: .customLong("cert"), help: ArgumentHelp("PEM client certificate (turns TLS on; needs --key).", valueName: "file"))
+    var cert: String?
+
+    @Option(name: .customLong("key"), help: ArgumentHelp("PEM private key of --cert.", valueName: "file"))
+    var key: String?
+
+    @Flag(name: .customLong("insecure"), help: "Do not verify the server certificate or host name.")
+    var insecure = false
+
+    @Flag(name: .customShort("d"), help: "Debug: packet trace on stderr.")
+    var debug = false
+}
+
+/// Everything needed to connect, checked before any connection is made.
+struct ConnectionPlan {
+    var server: MQTTServer
+    var options: MQTTClientOptions
+    var qos: QoS
+    /// The topic of an `-L` URL path, if any.
+    var urlTopic: String?
+    var logger: Logger?
+}
+
+extension ConnectionOptions {
+    /// Checks every flag and builds the connection plan.
+    ///
+    /// - Parameters:
+    ///   - command: `pub` or `sub` (for the default client id).
+    ///   - cleanSession: Whether to ask for a clean session.
+    /// - Throws: ``ToolFailure`` with a one-line reason for any bad input.
+    func plan(command: String, cleanSession: Bool = true) throws(ToolFailure) -> ConnectionPlan {
+        let qos = try Self.qos(qos, flag: "-q")
+        let version: ProtocolVersion
+        switch protocolVersion.lowercased() {
+        case "mqttv311", "311", "v311", "3.1.1": version = .v3_1_1
+        case "mqttv31", "31", "v31", "3.1": version = .v3_1
+        default: throw ToolFailure("unknown protocol version '\(protocolVersion)' for -V (use mqttv31 or mqttv311)")
+        }
+        guard (0...65535).contains(keepalive) else {
+            throw ToolFailure("keepalive \(keepalive) out of range for -k (0...65535)")
+        }
+        if let port, !(1...65535).contains(port) {
+            throw ToolFailure("port \(port) out of range for -p (1...65535)")
+        }
+
+        var host = host ?? "localhost"
+        var port = port
+        var user = username
+        var pass = password
+        var urlTopic: String?
+        var tlsFromURL = false
+        if let url {
+            let parsed = try Self.parseURL(url)
+            host = parsed.host
+            if port == nil { port = parsed.port }
+            if user == nil { user = parsed.user }
+            if pass == nil { pass = parsed.password }
+            urlTopic = parsed.topic
+            tlsFromURL = parsed.tls
+        }
+        if pass != nil && user == nil {
+            throw ToolFailure("a password (-P) needs a user name (-u)")
+        }
+
+        var will: Will?
+        if let willTopic {
+            try Self.checkTopicName(willTopic, flag: "--will-topic")
+            will = Will(topic: willTopic, payload: Array((willPayload ?? "").utf8), qos: try Self.qos(willQoS, flag: "--will-qos"),
+                        retain: willRetain)
+        } else if willPayload != nil || willRetain || willQoS != 0 {
+            throw ToolFailure("--will-payload, --will-qos and --will-retain need --will-topic")
+        }
+
+        // TLS: any TLS flag, or an mqtts:// URL.
+        var security = MQTTSecurity.off
+        if (cert == nil) != (key == nil) {
+            throw ToolFailure("--cert and --key go together")
+        }
+        for (flag, path) in [("--cafile", cafile), ("--cert", cert), ("--key", key)] {
+            if let path, access(path, R_OK) != 0 {
+                throw ToolFailure("cannot read \(flag) file '\(path)'")
+            }
+        }
+        if cafile != nil || cert != nil || insecure || tlsFromURL {
+            var tls = TLSConfiguration(trust: cafile.map { .pemFile($0) } ?? .system, insecure: insecure)
+            if let cert, let key { tls.clientCertificate = .pemFiles(certificate: cert, privateKey: key) }
+            security = .tls(tls)
+        }
+        let server = MQTTServer(host: host, port: port, security: security)
+
+        let clientID = id ?? "mqtt-\(command)-\(getpid())"
+        if !cleanSession && id == nil {
+            throw ToolFailure("-c (no clean session) needs a client id (-i)")
+        }
+        let options = MQTTClientOptions(
+            clientID: clientID, protocolVersion: version, keepAlive: UInt16(keepalive), cleanSession: cleanSession,
+            username: user, password: pass.map { Array($0.utf8) }, will: will, inflightWindow: 100,
+            maxQueuedMessages: 10_000)
+        return ConnectionPlan(server: server, options: options, qos: qos, urlTopic: urlTopic,
+                              logger: debug ? Logger(label: "mqtt", factory: { _ in TraceLogHandler() }) : nil)
+    }
+
+    static func qos(_ value: Int, flag: String) throws(ToolFailure) -> QoS {
+        guard let qos = QoS(rawValue: UInt8(clamping: max(0, value))), (0...2).contains(value) else {
+            throw ToolFailure("QoS \(value) out of range for \(flag) (0, 1 or 2)")
+        }
+        return qos
+    }
+
+    static func checkTopicName(_ topic: String, flag: String) throws(ToolFailure) {
+        do {
+            try MQTTValidation.validateTopicName(topic)
+        } catch {
+            throw ToolFailure("invalid topic '\(topic)' for \(flag): \(error)")
+        }
+    }
+
+    static func checkTopicFilter(_ filter: String, flag: String) throws(ToolFailure) {
+        do {
+            try MQTTValidation.validateTopicFilter(filter)
+        } catch {
+            throw ToolFailure("invalid topic filter '\(filter)' for \(flag): \(error)")
+        }
+    }
+
+    struct ParsedURL {
+        var tls: Bool
+        var host: String
+        var port: Int?
+        var user: String?
+        var password: String?
+        var topic: String?
+    }
+
+    /// Parses `mqtt(s)://[user[:password]@]host[:port][/topic]`.
+    static func parseURL(_ url: String) throws(ToolFailure) -> ParsedURL {
+        let tls: Bool
+        var rest: Substring
+        if url.lowercased().hasPrefix("mqtt://") {
+            tls = false
+            rest = url.dropFirst(7)
+        } else if url.lowercased().hasPrefix("mqtts://") {
+            tls = true
+            rest = url.dropFirst(8)
+        } else {
+            throw ToolFailure("unsupported URL '\(url)' for -L (use mqtt:// or mqtts://)")
+        }
+        var topic: String?
+        if let slash = rest.firstIndex(of: "/") {
+            let path = rest[rest.index(after: slash)...]
+            if !path.isEmpty { topic = String(path) }
+            rest = rest[..<slash]
+        }
+        var user: String?
+        var password: String?
+        if let at = rest.lastIndex(of: "@") {
+            let info = rest[..<at]
+            if let colon = info.firstIndex(of: ":") {
+                user = String(info[..<colon])
+                password = String(info[info.index(after: colon)...])
+            } else {
+                user = String(info)
+            }
+            rest = rest[rest.index(after: at)...]
+        }
+        do {
+            let server = try MQTTServer(parsing: "\(tls ? "mqtts" : "mqtt")://\(rest)")
+            let explicitPort = rest.contains("]:") || (!rest.hasPrefix("[") && rest.contains(":"))
+            return ParsedURL(tls: tls, host: server.host, port: explicitPort ? server.port : nil, user: user,
+                             password: password, topic: topic)
+        } catch {
+            throw ToolFailure("invalid URL '\(url)' for -L: \(error)")
+        }
+    }
+}
+
+/// Maps a connection failure to mosquitto's exit statuses: the CONNACK code when the broker
+/// refused, 1 otherwise.
+func exitStatus(for failure: MQTTConnectionFailure) -> Int32 {
+    if case .refused(let code) = failure { return Int32(code.rawValue) }
+    return 1
+}
+
+/// Prints every log line at trace level and above to stderr: the `-d` packet trace.
+struct TraceLogHandler: LogHandler {
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var line = "\(event.level): \(event.message)"
+        if let extra = event.metadata, !extra.isEmpty {
+            line += " " + extra.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        }
+        writeStderr(line)
+    }
+}
