@@ -1,4 +1,5 @@
 import Foundation
+import MQTTTestSupport
 import Testing
 
 /// The harness itself: a broker starts on a free port, accepts, and is gone after stop.
@@ -30,14 +31,13 @@ struct MosquittoHarnessTests {
 
     @Test("password file and TLS listener variants start")
     func variants() throws {
-        let certs = try TestCertificates.generate()
-        defer { certs.remove() }
-        #expect(FileManager.default.fileExists(atPath: certs.serverCertificate.path))
+        let certs = try TLSFixtures.shared()
+        #expect(FileManager.default.fileExists(atPath: certs.serverCertificate))
         let secured = try MosquittoBroker.start(MosquittoOptions(users: ["alice": "secret"], tls: certs))
         defer { secured.stop() }
         #expect(canConnect(port: secured.port))
         let config = try String(contentsOf: secured.configURL, encoding: .utf8)
         #expect(config.contains("password_file"))
-        #expect(config.contains("certfile \(certs.serverCertificate.path)"))
+        #expect(config.contains("certfile \(certs.serverCertificate)"))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MQTTTestSupport
 import RingBuffers
 import Testing
 @testable import UVReactor

@@ -1,4 +1,5 @@
 import Foundation
+import MQTTTestSupport
 import RingBuffers
 import Testing
 import UVReactor
@@ -16,7 +17,7 @@ struct TLSMosquittoTests {
     }
 
     @Test func connectOverVerifiedTLSGetsConnack() throws {
-        let broker = try TLSBroker(fixtures, requireCertificate: false)
+        let broker = try MosquittoBroker.start(MosquittoOptions(tls: fixtures, requireClientCertificate: false, persistence: false))
         defer { broker.stop() }
         let context = try TLSContext(configuration: .trusting(caFile: fixtures.caFile))
         let client = try TLSTestClient(port: broker.port, context: context, host: "localhost")
@@ -28,14 +29,14 @@ struct TLSMosquittoTests {
         try client.close()
         // The broker saw the CONNECT from this client id.
         let deadline = ContinuousClock.now + .seconds(5)
-        while !broker.process.log.contains("New client connected") && ContinuousClock.now < deadline {
+        while !broker.log().contains("New client connected") && ContinuousClock.now < deadline {
             usleep(10_000)
         }
-        #expect(broker.process.log.contains("tls-engine-test"))
+        #expect(broker.log().contains("tls-engine-test"))
     }
 
     @Test func wrongCAFailsAgainstBroker() throws {
-        let broker = try TLSBroker(fixtures, requireCertificate: false)
+        let broker = try MosquittoBroker.start(MosquittoOptions(tls: fixtures, requireClientCertificate: false, persistence: false))
         defer { broker.stop() }
         let context = try TLSContext(configuration: .trusting(caFile: fixtures.wrongCAFile))
         let client = try TLSTestClient(port: broker.port, context: context, host: "localhost")
@@ -47,7 +48,7 @@ struct TLSMosquittoTests {
     }
 
     @Test func mutualTLSWithClientCertificateGetsConnack() throws {
-        let broker = try TLSBroker(fixtures, requireCertificate: true)
+        let broker = try MosquittoBroker.start(MosquittoOptions(tls: fixtures, requireClientCertificate: true, persistence: false))
         defer { broker.stop() }
         var configuration = TLSConfiguration.trusting(caFile: fixtures.caFile)
         configuration.clientCertificate = .pemFiles(certificate: fixtures.clientCertificate, privateKey: fixtures.clientKey)
@@ -60,7 +61,7 @@ struct TLSMosquittoTests {
     }
 
     @Test func mutualTLSWithoutClientCertificateIsRefused() throws {
-        let broker = try TLSBroker(fixtures, requireCertificate: true)
+        let broker = try MosquittoBroker.start(MosquittoOptions(tls: fixtures, requireClientCertificate: true, persistence: false))
         defer { broker.stop() }
         let context = try TLSContext(configuration: .trusting(caFile: fixtures.caFile))
         let client = try TLSTestClient(port: broker.port, context: context, host: "localhost")
