@@ -225,3 +225,19 @@ final class SpawnThread: @unchecked Sendable {
         return value
     }
 }
+
+/// Runs blocking harness work (starting or stopping a server, `openssl` runs) on a thread of its
+/// own and awaits the result, so that it does not hold one of Swift concurrency's cooperative
+/// threads: on a 2-core machine there are two, and a test that blocks both for seconds stalls
+/// every other test's timers and waits (seen as flaky timeouts under load).
+///
+/// - Throws: What `body` throws.
+public func blockingCall<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        let thread = Thread {
+            continuation.resume(with: Result { try body() })
+        }
+        thread.name = "MQTTTestSupport.blocking"
+        thread.start()
+    }
+}

@@ -193,15 +193,22 @@ public final class MosquittoBroker: @unchecked Sendable {
 }
 
 /// Runs `body` with a started broker, and always stops it afterwards (also when `body` throws).
+/// Start and stop run off the cooperative thread pool (``blockingCall(_:)``).
 ///
 /// - Throws: What `start` or `body` throws.
 public func withMosquitto<T>(
     _ options: MosquittoOptions = MosquittoOptions(),
     _ body: (MosquittoBroker) async throws -> T
 ) async throws -> T {
-    let broker = try MosquittoBroker.start(options)
-    defer { broker.stop() }
-    return try await body(broker)
+    let broker = try await blockingCall { try MosquittoBroker.start(options) }
+    do {
+        let result = try await body(broker)
+        _ = try? await blockingCall { broker.stop() }
+        return result
+    } catch {
+        _ = try? await blockingCall { broker.stop() }
+        throw error
+    }
 }
 
 /// An `openssl s_server -rev` on a free loopback port: it answers each line with the line
