@@ -81,6 +81,7 @@ let package = Package(
             name: "MQTTTestSupport",
             dependencies: ["CLibUV"],
             path: "Tests/MQTTTestSupport",
+            exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -93,8 +93,9 @@ public final class ChildProcess: @unchecked Sendable {
         self.pid = try result.get()
     }
 
-    /// `setpriv --pdeathsig KILL --`, or `timeout -s KILL 900` where setpriv is missing.
-    private static let guardPrefix: [String] = {
+    /// The command prefix that ties a child's life to its parent: `setpriv --pdeathsig KILL --`,
+    /// or `timeout -s KILL 900` where setpriv is missing (empty if neither exists).
+    public static let guardPrefix: [String] = {
         if let setpriv = try? executablePath("setpriv") { return [setpriv, "--pdeathsig", "KILL", "--"] }
         if let timeout = try? executablePath("timeout") { return [timeout, "-s", "KILL", "900"] }
         return []
