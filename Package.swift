@@ -87,6 +87,16 @@ let package = Package(
         ),
 
         // MARK: Tests
+        // Shared test harness (child processes that cannot outlive the test process, free
+        // loopback ports, TLS fixtures made with `openssl`, mosquitto and s_server): a plain
+        // target, depended on by the test targets only, never by a product.
+        .target(
+            name: "MQTTTestSupport",
+            dependencies: ["CLibUV"],
+            path: "Tests/MQTTTestSupport",
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MQTTProtocolTests",
             dependencies: ["MQTTProtocol", "RingBuffers"],
@@ -94,13 +104,13 @@ let package = Package(
         ),
         .testTarget(
             name: "UVReactorTests",
-            dependencies: ["UVReactor", "RingBuffers"],
+            dependencies: ["UVReactor", "RingBuffers", "MQTTTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "UVMQTTTests",
             dependencies: [
-                "UVMQTT", "MQTTProtocol", "UVReactor", "RingBuffers",
+                "UVMQTT", "MQTTProtocol", "UVReactor", "RingBuffers", "MQTTTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -1,4 +1,5 @@
 import Foundation
+import MQTTTestSupport
 import Testing
 @testable import UVMQTT
 
@@ -77,7 +78,7 @@ struct BrokerRestartTests {
             try publish(total / 2..<total)
             switch interruption {
             case .brokerRestart:
-                try broker.restart()
+                try await blockingCall { try broker.restart() }
             case .connectionLoss:
                 publisher.engine.submit { $0.simulateConnectionLoss() }
                 subscriber.engine.submit { $0.simulateConnectionLoss() }

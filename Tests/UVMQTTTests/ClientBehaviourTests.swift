@@ -184,16 +184,19 @@ struct ClientBehaviourTests {
             options.messageBufferSize = 4
             let client = MQTTClient(options: options, eventLoop: loop)
             let stream = client.messages
-            try await withDeadline(5) { try await client.connect(to: "127.0.0.1", port: broker.port) }
+            try await withDeadline(testTimeout) { try await client.connect(to: "127.0.0.1", port: broker.port) }
             var burst = [UInt8]()
             for i in 0..<40 { burst += publishBytes("n", [UInt8(i)], qos: .atLeastOnce, id: UInt16(i + 1)) }
             broker.send(burst)
             // Four messages fill the buffer; no more are decoded (or acknowledged) meanwhile.
+            // First wait (generously) for those four, then give the client 300 ms in which a
+            // fifth would show if reading had not stopped.
+            _ = await broker.waitForPackets(on: 0, count: 4, within: 20) { $0.pubackID != nil }
             _ = await broker.waitForPackets(on: 0, count: 5, within: 0.3) { $0.pubackID != nil }
             #expect(broker.packets(0).filter { $0.packet.pubackID != nil }.count == 4)
-            let received = try await collect(stream, count: 40)
+            let received = try await collect(stream, count: 40, within: 30)
             #expect(received.map { $0.payload[0] } == (0..<40).map { UInt8($0) })
-            let acks = await broker.waitForPackets(on: 0, count: 40) { $0.pubackID != nil }
+            let acks = await broker.waitForPackets(on: 0, count: 40, within: 20) { $0.pubackID != nil }
             #expect(acks.count == 40)
             await client.disconnect()
         }

@@ -28,7 +28,7 @@ struct LoggingTests {
             let records = Locked<[(Logger.Level, String, Logger.Metadata)]>([])
             let logger = Logger(label: "test") { _ in RecordingLogHandler(records: records) }
             let client = MQTTClient(options: MQTTClientOptions(clientID: "logged"), eventLoop: loop, logger: logger)
-            try await withDeadline(5) { try await client.connect(to: "127.0.0.1", port: broker.port) }
+            try await withDeadline(testTimeout) { try await client.connect(to: "127.0.0.1", port: broker.port) }
             await client.disconnect()
             let connected = records.withLock { $0.first { $0.1 == "connected" } }
             #expect(connected != nil)

@@ -1,4 +1,5 @@
 import Foundation
+import MQTTTestSupport
 import Testing
 @testable import UVMQTT
 
@@ -17,13 +18,13 @@ struct MosquittoClientTests {
     func roundTrips(version: ProtocolVersion) async throws {
         try await withMosquitto { broker in
             let client = MQTTClient(options: options("rt") { $0.protocolVersion = version; $0.clientID = String($0.clientID.prefix(23)) })
-            let present = try await withDeadline(5, "connect") { try await client.connect(to: broker.host, port: Int(broker.port)) }
+            let present = try await withDeadline(testTimeout, "connect") { try await client.connect(to: broker.host, port: Int(broker.port)) }
             #expect(present == false)
             let stream = client.messages(matching: "rt/#")
-            let granted = try await withDeadline(5) { try await client.subscribe([TopicSubscription(filter: "rt/#", qos: .exactlyOnce)]) }
+            let granted = try await withDeadline(testTimeout) { try await client.subscribe([TopicSubscription(filter: "rt/#", qos: .exactlyOnce)]) }
             #expect(granted == [.granted(.exactlyOnce)])
             for qos in QoS.allCases {
-                try await withDeadline(5, "publish QoS \(qos.rawValue)") {
+                try await withDeadline(testTimeout, "publish QoS \(qos.rawValue)") {
                     try await client.publish("rt/\(qos.rawValue)", payload: [qos.rawValue, 0xFF, 0x00], qos: qos)
                 }
             }
@@ -46,14 +47,14 @@ struct MosquittoClientTests {
     func retained() async throws {
         try await withMosquitto { broker in
             let publisher = MQTTClient(options: options("ret-pub"))
-            try await withDeadline(5) { try await publisher.connect(to: broker.host, port: Int(broker.port)) }
-            try await withDeadline(5) { try await publisher.publish("ret/a", string: "kept", qos: .atLeastOnce, retain: true) }
+            try await withDeadline(testTimeout) { try await publisher.connect(to: broker.host, port: Int(broker.port)) }
+            try await withDeadline(testTimeout) { try await publisher.publish("ret/a", string: "kept", qos: .atLeastOnce, retain: true) }
             await publisher.disconnect()
 
             let subscriber = MQTTClient(options: options("ret-sub"))
-            try await withDeadline(5) { try await subscriber.connect(to: broker.host, port: Int(broker.port)) }
+            try await withDeadline(testTimeout) { try await subscriber.connect(to: broker.host, port: Int(broker.port)) }
             let stream = subscriber.messages
-            _ = try await withDeadline(5) { try await subscriber.subscribe("ret/#", qos: .atLeastOnce) }
+            _ = try await withDeadline(testTimeout) { try await subscriber.subscribe("ret/#", qos: .atLeastOnce) }
             let received = try await collect(stream, count: 1)
             #expect(received.first?.topic == "ret/a")
             #expect(received.first?.payloadString == "kept")
@@ -66,9 +67,9 @@ struct MosquittoClientTests {
     func will() async throws {
         try await withMosquitto { broker in
             let watcher = MQTTClient(options: options("will-watch"))
-            try await withDeadline(5) { try await watcher.connect(to: broker.host, port: Int(broker.port)) }
+            try await withDeadline(testTimeout) { try await watcher.connect(to: broker.host, port: Int(broker.port)) }
             let stream = watcher.messages(matching: "will/#")
-            _ = try await withDeadline(5) { try await watcher.subscribe("will/#", qos: .atLeastOnce) }
+            _ = try await withDeadline(testTimeout) { try await watcher.subscribe("will/#", qos: .atLeastOnce) }
 
             // Closed cleanly: DISCONNECT first, so no will.
             let polite = NodeMCUClient(options: options("will-polite"))
@@ -104,20 +105,20 @@ struct MosquittoClientTests {
         try await withMosquitto { broker in
             let id = uniqueID("persist")
             let first = MQTTClient(options: options("x") { $0.clientID = id; $0.cleanSession = false })
-            try await withDeadline(5) { try await first.connect(to: broker.host, port: Int(broker.port)) }
-            _ = try await withDeadline(5) { try await first.subscribe("persist/#", qos: .atLeastOnce) }
+            try await withDeadline(testTimeout) { try await first.connect(to: broker.host, port: Int(broker.port)) }
+            _ = try await withDeadline(testTimeout) { try await first.subscribe("persist/#", qos: .atLeastOnce) }
             await first.disconnect()
 
             let publisher = MQTTClient(options: options("persist-pub"))
-            try await withDeadline(5) { try await publisher.connect(to: broker.host, port: Int(broker.port)) }
+            try await withDeadline(testTimeout) { try await publisher.connect(to: broker.host, port: Int(broker.port)) }
             for i in 0..<3 {
-                try await withDeadline(5) { try await publisher.publish("persist/\(i)", string: "m\(i)", qos: .atLeastOnce) }
+                try await withDeadline(testTimeout) { try await publisher.publish("persist/\(i)", string: "m\(i)", qos: .atLeastOnce) }
             }
             await publisher.disconnect()
 
             let second = MQTTClient(options: options("x") { $0.clientID = id; $0.cleanSession = false })
             let stream = second.messages
-            let present = try await withDeadline(5) { try await second.connect(to: broker.host, port: Int(broker.port)) }
+            let present = try await withDeadline(testTimeout) { try await second.connect(to: broker.host, port: Int(broker.port)) }
             #expect(present == true)
             let received = try await collect(stream, count: 3)
             #expect(received.map(\.payloadString) == ["m0", "m1", "m2"])
@@ -129,7 +130,7 @@ struct MosquittoClientTests {
     func passwordFile() async throws {
         try await withMosquitto(MosquittoOptions(users: ["alice": "secret"])) { broker in
             let good = MQTTClient(options: options("pw") { $0.username = "alice"; $0.password = Array("secret".utf8) })
-            try await withDeadline(5) { try await good.connect(to: broker.host, port: Int(broker.port)) }
+            try await withDeadline(testTimeout) { try await good.connect(to: broker.host, port: Int(broker.port)) }
             await good.disconnect()
 
             let wrong = MQTTClient(options: options("pw") { $0.username = "alice"; $0.password = Array("nope".utf8) })
@@ -154,22 +155,21 @@ struct MosquittoClientTests {
 
     @Test("TLS listener with generated certificates: trusted CA works, another CA is refused")
     func tlsListener() async throws {
-        let certs = try TestCertificates.generate()
-        defer { certs.remove() }
+        let certs = try TLSFixtures.shared()
         try await withMosquitto(MosquittoOptions(tls: certs)) { broker in
-            let tls = TLSConfiguration(trust: .pemFile(certs.caCertificate.path))
+            let tls = TLSConfiguration(trust: .pemFile(certs.caFile))
             let client = MQTTClient(options: options("tls"))
-            try await withDeadline(5) {
+            try await withDeadline(testTimeout) {
                 try await client.connect(to: "mqtts://localhost:\(broker.port)", security: .tls(tls))
             }
             let stream = client.messages
-            _ = try await withDeadline(5) { try await client.subscribe("tls/t", qos: .atLeastOnce) }
-            try await withDeadline(5) { try await client.publish("tls/t", string: "secret", qos: .atLeastOnce) }
+            _ = try await withDeadline(testTimeout) { try await client.subscribe("tls/t", qos: .atLeastOnce) }
+            try await withDeadline(testTimeout) { try await client.publish("tls/t", string: "secret", qos: .atLeastOnce) }
             #expect(try await collect(stream, count: 1).first?.payloadString == "secret")
             await client.disconnect()
 
             let untrusting = MQTTClient(options: options("tls-bad"))
-            let failure = await connectFailure(untrusting, broker, security: .tls(TLSConfiguration(trust: .pemFile(certs.otherCACertificate.path))), host: "localhost")
+            let failure = await connectFailure(untrusting, broker, security: .tls(TLSConfiguration(trust: .pemFile(certs.wrongCAFile))), host: "localhost")
             guard case .tlsCertificateUntrusted? = failure else {
                 Issue.record("expected an untrusted certificate, got \(String(describing: failure))")
                 return
@@ -180,10 +180,9 @@ struct MosquittoClientTests {
 
     @Test("TLS: a wrong host name is reason -12; mutual TLS works with a client certificate and is -13 without")
     func tlsReasons() async throws {
-        let certs = try TestCertificates.generate()
-        defer { certs.remove() }
+        let certs = try TLSFixtures.shared()
         try await withMosquitto(MosquittoOptions(tls: certs, requireClientCertificate: true)) { broker in
-            let trust = TLSConfiguration.Trust.pemFile(certs.caCertificate.path)
+            let trust = TLSConfiguration.Trust.pemFile(certs.caFile)
             let mismatch = await connectFailure(MQTTClient(options: options("tls-name")), broker,
                                                 security: .tls(TLSConfiguration(trust: trust, serverName: "wrong.example")),
                                                 host: "localhost")
@@ -193,14 +192,14 @@ struct MosquittoClientTests {
             }
             #expect(mismatch?.nodeMCUReasonCode == -12)
 
-            let identity = TLSConfiguration.ClientCertificate.pemFiles(certificate: certs.clientCertificate.path,
-                                                                       privateKey: certs.clientKey.path)
+            let identity = TLSConfiguration.ClientCertificate.pemFiles(certificate: certs.clientCertificate,
+                                                                       privateKey: certs.clientKey)
             let mutual = MQTTClient(options: options("tls-mutual"))
-            try await withDeadline(5) {
+            try await withDeadline(testTimeout) {
                 try await mutual.connect(to: "localhost", port: Int(broker.port),
                                          security: .tls(TLSConfiguration(trust: trust, clientCertificate: identity)))
             }
-            try await withDeadline(5) { try await mutual.publish("m/t", string: "x", qos: .atLeastOnce) }
+            try await withDeadline(testTimeout) { try await mutual.publish("m/t", string: "x", qos: .atLeastOnce) }
             await mutual.disconnect()
 
             // TLS 1.3: the missing certificate is reported only after the handshake, at the first
@@ -252,9 +251,9 @@ struct MosquittoClientTests {
     func concurrentTasks() async throws {
         try await withMosquitto { broker in
             let client = MQTTClient(options: options("conc") { $0.messageBufferSize = 64 })
-            try await withDeadline(5) { try await client.connect(to: broker.host, port: Int(broker.port)) }
+            try await withDeadline(testTimeout) { try await client.connect(to: broker.host, port: Int(broker.port)) }
             let stream = client.messages(matching: "conc/#")
-            _ = try await withDeadline(5) { try await client.subscribe("conc/#", qos: .exactlyOnce) }
+            _ = try await withDeadline(testTimeout) { try await client.subscribe("conc/#", qos: .exactlyOnce) }
             let tasks = 8, perTask = 250
             // Consume while publishing: a stream nobody reads stops the client reading the socket
             // once its buffer is full (acknowledgements included), by design.
@@ -285,7 +284,7 @@ struct MosquittoClientTests {
 
     func connectFailure(_ client: MQTTClient, _ broker: MosquittoBroker, security: MQTTSecurity = .off, host: String? = nil) async -> MQTTConnectionFailure? {
         do {
-            try await withDeadline(5) { try await client.connect(to: host ?? broker.host, port: Int(broker.port), security: security) }
+            try await withDeadline(testTimeout) { try await client.connect(to: host ?? broker.host, port: Int(broker.port), security: security) }
             Issue.record("connect succeeded unexpectedly")
             return nil
         } catch let failure as MQTTConnectionFailure {

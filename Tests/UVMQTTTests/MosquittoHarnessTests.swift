@@ -1,4 +1,5 @@
 import Foundation
+import MQTTTestSupport
 import Testing
 
 /// The harness itself: a broker starts on a free port, accepts, and is gone after stop.
@@ -30,14 +31,52 @@ struct MosquittoHarnessTests {
 
     @Test("password file and TLS listener variants start")
     func variants() throws {
-        let certs = try TestCertificates.generate()
-        defer { certs.remove() }
-        #expect(FileManager.default.fileExists(atPath: certs.serverCertificate.path))
+        let certs = try TLSFixtures.shared()
+        #expect(FileManager.default.fileExists(atPath: certs.serverCertificate))
         let secured = try MosquittoBroker.start(MosquittoOptions(users: ["alice": "secret"], tls: certs))
         defer { secured.stop() }
         #expect(canConnect(port: secured.port))
         let config = try String(contentsOf: secured.configURL, encoding: .utf8)
         #expect(config.contains("password_file"))
-        #expect(config.contains("certfile \(certs.serverCertificate.path)"))
+        #expect(config.contains("certfile \(certs.serverCertificate)"))
+    }
+
+    /// No orphans: the harness starts every child behind `ChildProcess.guardPrefix` (setpriv's
+    /// parent-death signal). Killing the test process itself cannot be a test, so an intermediate
+    /// shell plays the parent: it starts a grandchild behind the same prefix and is then killed
+    /// with SIGKILL, like a CI timeout kills the test process; the grandchild must die with it.
+    @Test("a child started behind the guard dies when its parent is killed (SIGKILL)")
+    func parentDeathKillsChild() throws {
+        let prefix = ChildProcess.guardPrefix
+        try #require(prefix.first?.hasSuffix("setpriv") == true, "setpriv missing: children are only bounded by timeout")
+        let directory = NSTemporaryDirectory() + "uvmqtt-pdeathsig-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let pidFile = directory + "/grandchild.pid"
+        let script = (prefix + ["/bin/sleep", "60"]).joined(separator: " ") + " & echo $! > \(pidFile); exec /bin/sleep 60"
+        let parent = try ChildProcess("/bin/sh", ["-c", script], logPath: directory + "/sh.log")
+        defer { parent.stop() }
+        var grandchild: pid_t?
+        let deadline = ContinuousClock.now + .seconds(testTimeout)
+        while grandchild == nil && ContinuousClock.now < deadline {
+            let text = (try? String(contentsOfFile: pidFile, encoding: .utf8)) ?? ""
+            if text.hasSuffix("\n") { grandchild = pid_t(text.dropLast()) }
+            if grandchild == nil { usleep(10_000) }
+        }
+        let pid = try #require(grandchild, "the shell did not start the grandchild: \(parent.log)")
+        #expect(isAlive(pid))
+        parent.terminate(signal: SIGKILL)
+        let gone = ContinuousClock.now + .seconds(testTimeout)
+        while isAlive(pid) && ContinuousClock.now < gone { usleep(10_000) }
+        #expect(!isAlive(pid), "the grandchild \(pid) outlived its killed parent")
+        if isAlive(pid) { kill(pid, SIGKILL) }
+    }
+
+    /// Whether `pid` runs (a zombie, dead but not reaped yet, does not count).
+    private func isAlive(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let end = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(end, offsetBy: 2)...].first
+        return state != "Z" && state != "X"
     }
 }

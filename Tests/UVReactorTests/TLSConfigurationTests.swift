@@ -1,3 +1,4 @@
+import MQTTTestSupport
 import RingBuffers
 import Testing
 import UVReactor

@@ -4,6 +4,7 @@
 // handshake inside connect, the plaintext ring, back-pressure, alerts written after a failure,
 // the reason read after a reset, and the connect timeout covering the handshake.
 import Foundation
+import MQTTTestSupport
 import RingBuffers
 import Testing
 @testable import UVReactor
@@ -114,13 +115,13 @@ private func reversibleLines(count: Int, length: Int, seed: UInt32) -> (send: [U
 }
 
 /// Waits (bounded) until `process`'s log contains `text`.
-private func logEventuallyContains(_ process: ChildProcess, _ text: String, timeout: Duration = .seconds(3)) async -> Bool {
+private func logEventuallyContains(_ log: () -> String, _ text: String, timeout: Duration = .seconds(10)) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
-        if process.log.contains(text) { return true }
+        if log().contains(text) { return true }
         try? await Task.sleep(for: .milliseconds(10))
     }
-    return process.log.contains(text)
+    return log().contains(text)
 }
 
 @Suite("TLS through the reactor's TCP connection", .serialized)
@@ -195,7 +196,7 @@ struct TLSConnectionTests {
             #expect(report?.connectError == .tlsCertificateUntrusted("unable to get local issuer certificate"))
             #expect(report?.closeError == nil)
         }
-        #expect(await logEventuallyContains(server.process, "alert unknown ca"), "s_server log: \(server.process.log)")
+        #expect(await logEventuallyContains({ server.process.log }, "alert unknown ca"), "s_server log: \(server.process.log)")
     }
 
     @Test func wrongHostNameFails() async throws {
@@ -340,7 +341,7 @@ struct TLSConnectionTests {
     // MARK: mosquitto
 
     @Test func mosquittoConnectGetsConnack() async throws {
-        let broker = try TLSBroker(fixtures, requireCertificate: false)
+        let broker = try MosquittoBroker.start(MosquittoOptions(tls: fixtures, requireClientCertificate: false, persistence: false))
         defer { broker.stop() }
         let context = try verifying
         try await withLoop { loop in
@@ -350,11 +351,11 @@ struct TLSConnectionTests {
             #expect(report?.received == connackAccepted)
             #expect(report?.closeError == .some(nil))
         }
-        #expect(await logEventuallyContains(broker.process, "tls-connection-test"))
+        #expect(await logEventuallyContains({ broker.log() }, "tls-connection-test"))
     }
 
     @Test func mosquittoMutualTLSWithCertificateGetsConnack() async throws {
-        let broker = try TLSBroker(fixtures, requireCertificate: true)
+        let broker = try MosquittoBroker.start(MosquittoOptions(tls: fixtures, requireClientCertificate: true, persistence: false))
         defer { broker.stop() }
         let context = try mutualContext()
         try await withLoop { loop in
@@ -371,7 +372,7 @@ struct TLSConnectionTests {
     /// refused, so these runs read the alert normally; the reset path is forced by
     /// `mosquittoRefusalAfterResetReportsReason`.)
     @Test func mosquittoMutualTLSWithoutCertificateReportsReason() async throws {
-        let broker = try TLSBroker(fixtures, requireCertificate: true)
+        let broker = try MosquittoBroker.start(MosquittoOptions(tls: fixtures, requireClientCertificate: true, persistence: false))
         defer { broker.stop() }
         let context = try verifying
         try await withLoop { loop in
@@ -391,7 +392,7 @@ struct TLSConnectionTests {
     /// the reset and report the alert's reason, not `.connectionReset` (and must not die of
     /// SIGPIPE). (s_server cannot play this part: it drains the socket until the client closes.)
     @Test func mosquittoRefusalAfterResetReportsReason() async throws {
-        let broker = try TLSBroker(fixtures, requireCertificate: true)
+        let broker = try MosquittoBroker.start(MosquittoOptions(tls: fixtures, requireClientCertificate: true, persistence: false))
         defer { broker.stop() }
         let context = try verifying
         try await withLoop { loop in

@@ -28,8 +28,9 @@ final class Outcome<Value: Sendable>: @unchecked Sendable {
     /// Whether a value was set (polling, for loops that must not suspend).
     var isFulfilled: Bool { lock.withLock { value != nil } }
 
-    /// Waits for the value for at most `timeout`; nil when it did not come in time.
-    func wait(timeout: Duration = .seconds(10)) async -> Value? {
+    /// Waits for the value for at most `timeout`; nil when it did not come in time. The default
+    /// is generous (a loaded 2-core CI machine); the wait ends as soon as the value is set.
+    func wait(timeout: Duration = .seconds(30)) async -> Value? {
         let timer = Task {
             try? await Task.sleep(for: timeout)
             self.expire()

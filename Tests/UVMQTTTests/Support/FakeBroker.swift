@@ -1,4 +1,5 @@
 import Foundation
+import MQTTTestSupport
 import RingBuffers
 @testable import UVMQTT
 
@@ -91,7 +92,7 @@ final class FakeBroker: @unchecked Sendable {
     }
 
     /// Waits until `count` connections were accepted.
-    func waitForConnections(_ count: Int, within seconds: Double = 5) async -> Bool {
+    func waitForConnections(_ count: Int, within seconds: Double = testTimeout) async -> Bool {
         let deadline = ContinuousClock.now + .seconds(seconds)
         while ContinuousClock.now < deadline {
             if connectionCount >= count { return true }
@@ -101,7 +102,7 @@ final class FakeBroker: @unchecked Sendable {
     }
 
     /// Waits until connection `index` was closed (by the client or by `cut`).
-    func waitForClose(_ index: Int, within seconds: Double = 5) async -> Bool {
+    func waitForClose(_ index: Int, within seconds: Double = testTimeout) async -> Bool {
         let deadline = ContinuousClock.now + .seconds(seconds)
         while ContinuousClock.now < deadline {
             if isClosed(index) { return true }

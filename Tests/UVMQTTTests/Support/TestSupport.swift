@@ -2,6 +2,12 @@ import Foundation
 import Testing
 @testable import UVMQTT
 
+/// The bound, in seconds, of every wait for something that should happen: a wait returns as
+/// soon as its condition holds, so the bound costs nothing when the code works, and it is
+/// generous because CI is a loaded 2-core machine (5 s was seen to run out there). Waits that
+/// check that something does *not* happen pass their own short bound.
+let testTimeout: Double = 20
+
 /// A wait that ran out of time.
 struct TimeoutError: Error, CustomStringConvertible {
     var description: String
@@ -37,7 +43,7 @@ func withDeadline<T: Sendable>(
 }
 
 /// Collects `count` messages from a stream, bounded in time.
-func collect(_ stream: MQTTMessageStream, count: Int, within seconds: Double = 5) async throws -> [MQTTMessage] {
+func collect(_ stream: MQTTMessageStream, count: Int, within seconds: Double = testTimeout) async throws -> [MQTTMessage] {
     try await withDeadline(seconds, "receiving \(count) messages") {
         var result = [MQTTMessage]()
         var iterator = stream.makeAsyncIterator()
@@ -74,7 +80,7 @@ final class EventLog: Sendable {
     }
 
     /// Waits until `event` was logged at least `count` times.
-    func wait(for event: String, count: Int = 1, within seconds: Double = 5) async -> Bool {
+    func wait(for event: String, count: Int = 1, within seconds: Double = testTimeout) async -> Bool {
         await wait(within: seconds) { $0.filter { $0 == event }.count >= count }
     }
 }
