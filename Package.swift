@@ -118,7 +118,7 @@ let package = Package(
         // Runs the built `mqtt` executable against mosquitto (build it first: `make test` does).
         .testTarget(
             name: "MQTTToolTests",
-            dependencies: ["MQTTTool"],
+            dependencies: ["MQTTTool", "MQTTTestSupport"],
             swiftSettings: swiftSettings
         ),
     ],

@@ -56,10 +56,16 @@ public final class ChildProcess: @unchecked Sendable {
     /// Starts `executable` with `arguments`, stdout and stderr into `logPath`, stdin from
     /// /dev/null (the working directory is inherited: pass absolute paths).
     ///
-    /// - Parameter append: Append to `logPath` (a restarted server keeps its earlier log)
-    ///   instead of truncating it.
+    /// - Parameters:
+    ///   - append: Append to `logPath` (a restarted server keeps its earlier log)
+    ///     instead of truncating it.
+    ///   - errorPath: A file of its own for stderr (truncated or appended like `logPath`);
+    ///     nil sends stderr into `logPath` too.
+    ///   - inputPath: The file read as stdin.
+    ///   - environment: Variables set (or replaced) on top of the test process's environment.
     /// - Throws: ``HarnessError`` when the spawn fails.
-    public init(_ executable: String, _ arguments: [String], logPath: String, append: Bool = false) throws {
+    public init(_ executable: String, _ arguments: [String], logPath: String, append: Bool = false,
+                errorPath: String? = nil, inputPath: String = "/dev/null", environment: [String: String] = [:]) throws {
         self.logPath = logPath
         self.name = String(executable.split(separator: "/").last ?? Substring(executable))
         let command = Self.guardPrefix + [executable] + arguments
@@ -67,9 +73,14 @@ public final class ChildProcess: @unchecked Sendable {
             var actions = posix_spawn_file_actions_t()
             posix_spawn_file_actions_init(&actions)
             defer { posix_spawn_file_actions_destroy(&actions) }
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-            posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0o644)
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            let outputFlags = O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC)
+            posix_spawn_file_actions_addopen(&actions, 0, inputPath, O_RDONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 1, logPath, outputFlags, 0o644)
+            if let errorPath {
+                posix_spawn_file_actions_addopen(&actions, 2, errorPath, outputFlags, 0o644)
+            } else {
+                posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            }
 
             var attributes = posix_spawnattr_t()
             posix_spawnattr_init(&attributes)
@@ -85,8 +96,14 @@ public final class ChildProcess: @unchecked Sendable {
 
             let argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
             defer { for pointer in argv { free(pointer) } }
+            let envp: [UnsafeMutablePointer<CChar>?] = environment.isEmpty ? [] :
+                ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+                    .map { strdup("\($0.key)=\($0.value)") } + [nil]
+            defer { for pointer in envp { free(pointer) } }
             var pid: pid_t = 0
-            let status = posix_spawn(&pid, command[0], &actions, &attributes, argv, environ)
+            let status = environment.isEmpty
+                ? posix_spawn(&pid, command[0], &actions, &attributes, argv, environ)
+                : posix_spawn(&pid, command[0], &actions, &attributes, argv, envp)
             guard status == 0 else { return .failure(HarnessError("posix_spawn \(executable): error \(status)")) }
             return .success(pid)
         }
@@ -125,6 +142,21 @@ public final class ChildProcess: @unchecked Sendable {
     public var exitedSuccessfully: Bool {
         guard let status = terminationStatus else { return false }
         return status & 0x7F == 0 && (status >> 8) & 0xFF == 0
+    }
+
+    /// The exit code once the process ended, as a shell reports it: the code it passed to `exit`,
+    /// or 128 + the signal number when a signal ended it; nil while it runs.
+    public var exitCode: Int32? {
+        terminationStatus.map(Self.exitCode(waitStatus:))
+    }
+
+    /// A raw wait status (from ``wait(timeout:)`` or ``terminationStatus``) as a shell's exit
+    /// code: `WEXITSTATUS` after an exit, 128 + `WTERMSIG` after a signal; -1 stays -1 (the
+    /// process could not be waited for).
+    public static func exitCode(waitStatus status: Int32) -> Int32 {
+        if status == -1 { return -1 }
+        let signal = status & 0x7F
+        return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
     }
 
     /// What the process printed so far (for failure messages).
