@@ -64,12 +64,21 @@ struct MosquittoHarnessTests {
             if grandchild == nil { usleep(10_000) }
         }
         let pid = try #require(grandchild, "the shell did not start the grandchild: \(parent.log)")
+        // The pid is known at fork; setpriv sets the signal and then execs sleep: wait for the
+        // exec, or the parent could die before the signal is set (a race of this test only).
+        while command(of: pid) != "sleep" && isAlive(pid) && ContinuousClock.now < deadline { usleep(10_000) }
+        #expect(command(of: pid) == "sleep")
         #expect(isAlive(pid))
         parent.terminate(signal: SIGKILL)
         let gone = ContinuousClock.now + .seconds(testTimeout)
         while isAlive(pid) && ContinuousClock.now < gone { usleep(10_000) }
         #expect(!isAlive(pid), "the grandchild \(pid) outlived its killed parent")
         if isAlive(pid) { kill(pid, SIGKILL) }
+    }
+
+    /// The process's command name (`/proc/<pid>/comm`).
+    private func command(of pid: pid_t) -> String? {
+        (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// Whether `pid` runs (a zombie, dead but not reaped yet, does not count).
