@@ -171,3 +171,35 @@ public final class SilentListener {
 
     deinit { close(fd) }
 }
+
+/// A loopback port where nothing listens, reserved while this object lives: a socket is bound to
+/// it but never listens, so a connect is refused (ECONNREFUSED) and no other socket (another
+/// test's server, another process) can take the port meanwhile. `freeLoopbackPort()` for a
+/// "nothing listening" test was seen to race with a concurrent server under load.
+public final class RefusingPort: @unchecked Sendable {
+    public let port: UInt16
+    private let fd: Int32
+
+    /// Binds a socket to a free 127.0.0.1 port without listening.
+    ///
+    /// - Throws: ``HarnessError`` when the socket cannot be bound.
+    public init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw HarnessError("socket: errno \(errno)") }
+        var address = loopbackAddress(port: 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard ok else {
+            close(fd)
+            throw HarnessError("bind: errno \(errno)")
+        }
+        self.fd = fd
+        self.port = UInt16(bigEndian: address.sin_port)
+    }
+
+    deinit { close(fd) }
+}

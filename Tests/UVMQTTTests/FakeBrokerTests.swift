@@ -267,8 +267,10 @@ struct FakeBrokerTests {
     func refusedPort() async throws {
         let loop = makeLoop()
         defer { try? loop.shutdown() }
-        let port = try freeLoopbackPort()
-        #expect(await failureCode(host: "127.0.0.1", port: Int(port), loop: loop) == -5)
+        // Reserved, not just free a moment ago: under load another server took such a port.
+        let refusing = try RefusingPort()
+        #expect(await failureCode(host: "127.0.0.1", port: Int(refusing.port), loop: loop) == -5)
+        withExtendedLifetime(refusing) {}
     }
 
     @Test("reason -3: the host name does not resolve")

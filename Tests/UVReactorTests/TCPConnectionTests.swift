@@ -1,4 +1,5 @@
 import CLibUV
+import MQTTTestSupport
 import RingBuffers
 import Testing
 @testable import UVReactor
@@ -153,16 +154,17 @@ struct TransferReport: Sendable, Equatable {
     @Test func refusedPort() async throws {
         try await withLoop { loop in
             let outcome = Outcome<TransportError?>()
+            // A port reserved without a listener (a port that was merely free a moment ago can
+            // be taken by a concurrent server under load).
+            let refusing = try RefusingPort()
+            let port = Int(refusing.port)
             loop.execute {
-                // A port that was free a moment ago: bind, read the port, close.
-                guard let probe = try? loop.listen(onAccept: { _ in }) else { return outcome.fulfil(nil) }
-                let port = probe.port
-                probe.close()
                 loop.connect(host: "127.0.0.1", port: port) { result in
                     if case .failure(let error) = result { outcome.fulfil(error) } else { outcome.fulfil(nil) }
                 }
             }
             #expect(await outcome.wait() == .connectionRefused)
+            withExtendedLifetime(refusing) {}
         }
     }
 
