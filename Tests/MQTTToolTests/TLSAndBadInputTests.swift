@@ -59,8 +59,8 @@ extension MQTTToolSuites {
             (["pub", "-t", "a", "-m", "x", "--unknown-flag"], "unknown-flag"),
         ] as [([String], String)])
         func badInput(arguments: [String], expected: String) throws {
-            let port = try freeLoopbackPort()
-            let result = try runMQTT(arguments + ["-h", "127.0.0.1", "-p", String(port)])
+            let port = try RefusingPort()  // reserved: no other test's server can take it meanwhile
+            let result = try withExtendedLifetime(port) { try runMQTT(arguments + ["-h", "127.0.0.1", "-p", String(port.port)]) }
             #expect(result.status == 1, "\(arguments): \(result.stderr)")
             #expect(result.stderr.contains(expected), "\(arguments): \(result.stderr)")
             #expect(!result.stderr.contains("server not found") && !result.stderr.contains("reason"), "connected first: \(result.stderr)")
@@ -68,8 +68,8 @@ extension MQTTToolSuites {
 
         @Test("connection refused (nothing listening): one line, exit 1")
         func nothingListening() throws {
-            let port = try freeLoopbackPort()
-            let result = try runMQTT(["pub", "-h", "127.0.0.1", "-p", String(port), "-t", "a", "-m", "x"])
+            let port = try RefusingPort()
+            let result = try withExtendedLifetime(port) { try runMQTT(["pub", "-h", "127.0.0.1", "-p", String(port.port), "-t", "a", "-m", "x"]) }
             #expect(result.status == 1)
             #expect(result.stderr.hasPrefix("Error: "))
             #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
