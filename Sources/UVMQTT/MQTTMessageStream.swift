@@ -11,9 +11,10 @@
 /// A stream is meant for one consumer: several iterators of the same stream share its messages.
 /// It ends (returns nil) when the client shuts down or the consuming task is cancelled.
 ///
-/// Note: while a consumer holds the client back, PINGRESP packets are not read either; a
-/// consumer slower than 1.5 × keepalive makes the client drop the connection (and reconnect, if
-/// asked to), which is the broker's cue to hold the messages for it.
+/// While a consumer holds the client back, PINGRESP packets are not read either, so the client
+/// does not judge the broker by its silence meanwhile (it keeps sending PINGREQ, so the broker
+/// keeps the connection): a slow consumer never costs the connection. After the resume, a
+/// broker that died meanwhile is noticed within 1.5 × keepalive.
 public struct MQTTMessageStream: AsyncSequence, Sendable {
     /// Owned messages.
     public typealias Element = MQTTMessage

@@ -46,6 +46,9 @@ public struct MQTTClientStateMachine: Sendable {
         var lastReceived = MQTTInstant.zero
         /// Set while a PINGREQ awaits an answer.
         var pingSentAt: MQTTInstant?
+        /// Set while the caller does not read the transport (its consumer fell behind): the
+        /// broker's packets, PINGRESP included, wait unread, so silence proves nothing.
+        var readingPaused = false
     }
 
     /// The CONNECT packet sent at the next attempt (will, credentials, clean session...).
@@ -142,6 +145,9 @@ public struct MQTTClientStateMachine: Sendable {
     }
     /// The next reconnect attempt number (0 after a successful CONNACK).
     public var reconnectAttemptCount: Int { reconnectAttempt }
+    /// Whether the caller reported that it stopped reading the transport
+    /// (``readingPaused(now:)``) and has not resumed since; cleared when a transport comes up.
+    public var isReadingPaused: Bool { keepalive.readingPaused }
 
     var keepAliveInterval: Duration { .seconds(Int(sentConnect.keepAlive)) }
 
@@ -358,7 +364,8 @@ public struct MQTTClientStateMachine: Sendable {
     /// PINGREQ outstanding for K / 2 with nothing at all received ends the connection with
     /// ``MQTTConnectionFailure/keepAliveTimeout``; any packet received counts as an answer. So a
     /// broker that falls silent after its last packet at `t` is declared dead at the latest at
-    /// `t + K + K/2 = t + 1.5 K`.
+    /// `t + K + K/2 = t + 1.5 K`. While the caller has paused reading
+    /// (``readingPaused(now:)``) there is no verdict, and a PINGREQ goes out at `lastSent + K`.
     ///
     /// - Parameters:
     ///   - generation: The generation of the deadline the timer was armed for.
@@ -384,18 +391,49 @@ public struct MQTTClientStateMachine: Sendable {
                 startAttempt(now: now, into: &actions)
             }
         case .connected:
-            guard sentConnect.keepAlive > 0 else { return }
-            let interval = keepAliveInterval
-            if let pingSentAt = keepalive.pingSentAt {
-                if now >= pingSentAt + interval / 2 {
-                    // No PINGRESP "within a reasonable amount of time": close (3.1.2.10).
-                    connectionEnded(.keepAliveTimeout, closeTransport: true, now: now, into: &actions)
-                }
-            } else if now >= min(keepalive.lastSent, keepalive.lastReceived) + interval {
-                send(.pingreq, now: now, into: &actions)
-                keepalive.pingSentAt = now
-            }
+            keepaliveDue(now: now, into: &actions)
         }
+    }
+
+    /// The caller stopped reading the transport (read back-pressure: a consumer fell behind).
+    ///
+    /// What the broker sends from now on, its PINGRESP included, waits unread in the transport,
+    /// so its silence proves nothing: until ``readingResumed(now:into:)`` the keepalive verdict
+    /// is suspended and the broker is never declared dead. PINGREQs still go out whenever the
+    /// client has sent nothing for a keepalive, so the broker keeps seeing the client alive
+    /// [MQTT-3.1.2-23], [MQTT-3.1.2-24]. A transport failure the caller reports (the broker
+    /// closing or resetting the connection) still ends the connection. Pausing twice is the
+    /// same as pausing once; a transport coming up clears the pause (a new transport is read
+    /// from the start). No actions follow; the deadline only moves later, so the armed timer
+    /// stays valid (it fires, finds nothing due and re-arms).
+    ///
+    /// - Parameter now: The current instant.
+    public mutating func readingPaused(now: MQTTInstant) {
+        guard !keepalive.readingPaused else { return }
+        keepalive.readingPaused = true
+        updateDeadline()
+    }
+
+    /// The caller reads the transport again after ``readingPaused(now:)``.
+    ///
+    /// When connected, the resume counts like a packet received at `now`: the broker's packets
+    /// held back are about to be read, and the dead-broker clock starts afresh. So a broker
+    /// that died while reading was paused is declared dead at the latest 1.5 × keepalive after
+    /// the resume (the bound from the last packet read does not hold across a pause: nothing
+    /// was read meanwhile). A PINGREQ already due is sent at once. Ignored when reading was not
+    /// paused.
+    ///
+    /// - Parameters:
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out (at most a PINGREQ).
+    public mutating func readingResumed(now: MQTTInstant, into actions: inout MQTTClientActions) {
+        guard keepalive.readingPaused else { return }
+        keepalive.readingPaused = false
+        guard isConnected else { return }
+        keepalive.lastReceived = now
+        keepalive.pingSentAt = nil
+        keepaliveDue(now: now, into: &actions)
+        updateDeadline()
     }
 
     /// The decoder failed on the broker's bytes: the connection is closed and ends with
@@ -416,6 +454,27 @@ public struct MQTTClientStateMachine: Sendable {
     }
 
     // MARK: Private helpers
+
+    /// Sends the PINGREQ or ends the connection when the keepalive rule says so (connected).
+    mutating func keepaliveDue(now: MQTTInstant, into actions: inout MQTTClientActions) {
+        guard sentConnect.keepAlive > 0 else { return }
+        let interval = keepAliveInterval
+        if keepalive.readingPaused {
+            // Our own pause hides the broker's answers: no verdict, but never silent for K, so
+            // the broker does not drop us meanwhile [MQTT-3.1.2-24].
+            if now >= keepalive.lastSent + interval {
+                send(.pingreq, now: now, into: &actions)
+            }
+        } else if let pingSentAt = keepalive.pingSentAt {
+            if now >= pingSentAt + interval / 2 {
+                // No PINGRESP "within a reasonable amount of time": close (3.1.2.10).
+                connectionEnded(.keepAliveTimeout, closeTransport: true, now: now, into: &actions)
+            }
+        } else if now >= min(keepalive.lastSent, keepalive.lastReceived) + interval {
+            send(.pingreq, now: now, into: &actions)
+            keepalive.pingSentAt = now
+        }
+    }
 
     mutating func startAttempt(now: MQTTInstant, into actions: inout MQTTClientActions) {
         state = .connectingTransport(deadline: now + connectTimeout)
@@ -486,6 +545,8 @@ public struct MQTTClientStateMachine: Sendable {
         case .connected:
             if sentConnect.keepAlive == 0 {
                 desired = nil
+            } else if keepalive.readingPaused {
+                desired = keepalive.lastSent + keepAliveInterval
             } else if let pingSentAt = keepalive.pingSentAt {
                 desired = pingSentAt + keepAliveInterval / 2
             } else {

@@ -342,11 +342,13 @@ final class ClientEngine: @unchecked Sendable {
         resumeIfDrained()
     }
 
-    /// A consumer drained its buffer: read again if no stream is still full.
+    /// A consumer drained its buffer: read again if no stream is still full. The machine
+    /// restarts its dead-broker clock from now (what the broker sent meanwhile is read next).
     func resumeIfDrained() {
         guard pausedByConsumer, !streams.contains(where: { $0.isFull }) else { return }
         pausedByConsumer = false
         connection?.resumeReading()
+        machine.readingResumed(now: ClientEngine.now(), into: &actions)
         decodePending = true
     }
 
@@ -538,9 +540,12 @@ final class ClientEngine: @unchecked Sendable {
                                     retain: view.retain, dup: view.dup)
             }
             if !stream.push(owned!) && !pausedByConsumer {
-                // The consumer fell behind: stop reading (and decoding) until it drains.
+                // The consumer fell behind: stop reading (and decoding) until it drains. The
+                // broker's PINGRESP now waits unread too: the machine must not take that
+                // silence for a dead broker.
                 pausedByConsumer = true
                 connection?.pauseReading()
+                machine.readingPaused(now: ClientEngine.coarseNow())
             }
         }
     }
