@@ -74,7 +74,7 @@ struct BrokerRestartTests {
             }
             // First half, then the restart while the second half is being sent.
             try publish(0..<total / 2)
-            _ = await EventLog().wait(within: 20) { _ in done.withLock { $0.ok + $0.failed } >= total / 4 }
+            _ = await EventLog().wait(within: 60) { _ in done.withLock { $0.ok + $0.failed } >= total / 4 }
             try publish(total / 2..<total)
             switch interruption {
             case .brokerRestart:
@@ -84,7 +84,7 @@ struct BrokerRestartTests {
                 subscriber.engine.submit { $0.simulateConnectionLoss() }
             }
 
-            let finished = await EventLog().wait(within: 30) { _ in
+            let finished = await EventLog().wait(within: 120) { _ in
                 done.withLock { $0.ok + $0.failed } == total && counter.distinct == total
             }
             #expect(finished, "published \(done.withLock { $0 }), received \(counter.distinct) of \(total)")

@@ -237,7 +237,7 @@ struct MosquittoClientTests {
                     engine.publish(PublishPacket(topic: "thr/x", payload: payload, qos: qos), completion: nil)
                 }
             }
-            let done = await EventLog().wait(within: 20) { _ in counter.distinct == total }
+            let done = await EventLog().wait(within: 60) { _ in counter.distinct == total }
             let elapsed = ContinuousClock.now - started
             #expect(done, "received \(counter.distinct) of \(total)")
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
@@ -257,8 +257,8 @@ struct MosquittoClientTests {
             let tasks = 8, perTask = 250
             // Consume while publishing: a stream nobody reads stops the client reading the socket
             // once its buffer is full (acknowledgements included), by design.
-            let consumer = Task { try await collect(stream, count: tasks * perTask, within: 20) }
-            try await withDeadline(20, "concurrent publishes") {
+            let consumer = Task { try await collect(stream, count: tasks * perTask, within: 60) }
+            try await withDeadline(60, "concurrent publishes") {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for t in 0..<tasks {
                         group.addTask {
