@@ -125,6 +125,13 @@ final class ClientEngine: @unchecked Sendable {
             deferred.append(body)
             return
         }
+        dispatch(body)
+    }
+
+    /// One dispatch: the event, its actions, the requests its callbacks made, then the flush and
+    /// the timer. Not re-entrant (callers check `dispatching`).
+    @inline(__always)
+    private func dispatch(_ body: (ClientEngine) -> Void) {
         dispatching = true
         body(self)
         performActions()
@@ -180,12 +187,7 @@ final class ClientEngine: @unchecked Sendable {
     @inline(__always)
     func runIfOnLoop(_ body: (ClientEngine) -> Void) -> Bool {
         guard loop.inEventLoop, !dispatching else { return false }
-        dispatching = true
-        body(self)
-        performActions()
-        runDeferred()
-        dispatching = false
-        finishDispatch()
+        dispatch(body)
         return true
     }
 
@@ -194,7 +196,7 @@ final class ClientEngine: @unchecked Sendable {
     /// Starts connecting to `server`.
     func connect(to server: MQTTServer, reconnect: Bool, stopRetryingOnFirstFailure: Bool, completion: ConnectCompletion?) {
         if shutDown {
-            finishActive()
+            endActive()
             completion?(.failure(.closedByUser))
             return
         }
@@ -203,7 +205,7 @@ final class ClientEngine: @unchecked Sendable {
         do {
             try MQTTEncoder.encode(.connect(options.connectPacket), version: options.protocolVersion, into: probe)
         } catch {
-            finishActive()
+            endActive()
             completion?(.failure(.protocolError(error)))
             return
         }
@@ -212,7 +214,7 @@ final class ClientEngine: @unchecked Sendable {
                 do throws(TransportError) {
                     tlsContext = try TLSContext(configuration: tls)
                 } catch {
-                    finishActive()
+                    endActive()
                     completion?(.failure(ClientEngine.failure(for: error)))
                     return
                 }
@@ -295,7 +297,7 @@ final class ClientEngine: @unchecked Sendable {
     /// DISCONNECT at once, close, "offline"; outstanding requests fail with `closed`.
     func close() {
         machine.close(now: ClientEngine.now(), into: &actions)
-        finishActive()
+        endActive()
     }
 
     /// Closes like ``close()``, then runs `done` once no transport is still closing (the
@@ -483,15 +485,15 @@ final class ClientEngine: @unchecked Sendable {
                 if willRetry && stopRetryingOnFirstFailure {
                     deferred.append { $0.close() }
                 }
-                if !willRetry || stopRetryingOnFirstFailure { finishActive() }
+                if !willRetry || stopRetryingOnFirstFailure { endActive() }
                 pending(.failure(failure))
             } else if !willRetry {
-                finishActive()
+                endActive()
             }
             handlers.connfail?(failure)
         case .offline(let failure, let willReconnect):
             logger?.debug("offline", metadata: ["reason": "\(failure)", "willReconnect": "\(willReconnect)"])
-            if !willReconnect { finishActive() }
+            if !willReconnect { endActive() }
             handlers.offline?(failure)
         case .deliver(let view):
             deliver(view)
@@ -557,10 +559,6 @@ final class ClientEngine: @unchecked Sendable {
         return MQTTRequestToken(token)
     }
 
-    private func finishActive() {
-        active.withLock { $0 = false }
-    }
-
     /// Marks a connect as requested (any thread); throws when one is already active.
     func beginConnect() throws(MQTTClientError) {
         let wasActive = active.withLock { value -> Bool in
@@ -571,8 +569,9 @@ final class ClientEngine: @unchecked Sendable {
         if wasActive { throw .alreadyConnected }
     }
 
-    /// Marks the client as closed (any thread), so that a connect right after `close` is
-    /// accepted; the close itself follows on the loop, before that connect.
+    /// Marks the connect as finally ended (any thread): by `close` (so that a connect right after
+    /// it is accepted; the close itself follows on the loop, before that connect), or on the
+    /// loop when an attempt or connection ended with no retry to follow.
     func endActive() {
         active.withLock { $0 = false }
     }
