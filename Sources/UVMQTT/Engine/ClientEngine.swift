@@ -107,6 +107,25 @@ final class ClientEngine: @unchecked Sendable {
         completions.reserveCapacity(64)
     }
 
+    /// The engine of a client front: on `eventLoop`, or on a loop of its own, started here
+    /// (`ownsLoop`: the front stops it in ``release(ownsLoop:)``).
+    static func make(options: MQTTClientOptions, eventLoop: EventLoop?, logger: Logger?) -> (engine: ClientEngine, ownsLoop: Bool) {
+        if let eventLoop {
+            return (ClientEngine(options: options, loop: eventLoop, logger: logger), false)
+        }
+        let loop = EventLoop()
+        loop.start()
+        return (ClientEngine(options: options, loop: loop, logger: logger), true)
+    }
+
+    /// A front's deinit: shuts the engine down (on the loop) and stops the loop it owns.
+    func release(ownsLoop: Bool) {
+        submit { $0.shutdown() }
+        if ownsLoop {
+            if loop.inEventLoop { loop.stop() } else { try? loop.shutdown() }
+        }
+    }
+
     // MARK: Entry points
 
     /// Runs `work` on the loop thread: inline when already there, else through `execute`.
