@@ -102,7 +102,7 @@ final class ClientEngine: @unchecked Sendable {
         self.tracing = logger.map { $0.logLevel <= .trace } ?? false
         // Jitter must differ between clients (so they do not reconnect in lock step).
         let seed = UInt64.random(in: .min ... .max)
-        self.machine = MQTTClientStateMachine(configuration: options.machineConfiguration(reconnect: false, jitterSeed: seed))
+        self.machine = MQTTClientStateMachine(configuration: options.machineConfiguration(jitterSeed: seed))
         self.decoder = MQTTDecoder(maximumPacketSize: options.maximumIncomingPacketSize, version: options.protocolVersion)
         completions.reserveCapacity(64)
     }
