@@ -4,7 +4,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libuv1-dev libssl-dev mosquitto openssl pkg-config
 SWIFT_FLAGS ?= -Xswiftc -warnings-as-errors
 
-.PHONY: deps build test demo test-asan test-tsan fuzz bench bench-core bench-client mqtt clean
+.PHONY: deps build test demo test-asan test-tsan fuzz bench-core bench-client mqtt clean
 
 # Installs what is missing (Debian packages), with sudo only when not root.
 deps:
@@ -35,9 +35,6 @@ test: deps
 demo: deps
 	swift build --product Demo $(SWIFT_FLAGS)
 	scripts/demo-broker.sh "$$(swift build --show-bin-path)/Demo" 127.0.0.1
-
-# Sanitizer runs in their own build folders; `make test-tsan FILTER=UVReactor` runs one module's tests.
-SANITIZER_FILTER = $(if $(FILTER),--filter $(FILTER))
 
 # Sanitizer runs in their own build folders; `make test-tsan FILTER=UVReactor` runs one module's tests.
 SANITIZER_FILTER = $(if $(FILTER),--filter $(FILTER))

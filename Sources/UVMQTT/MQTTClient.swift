@@ -36,25 +36,12 @@ public final class MQTTClient: Sendable {
     ///   - logger: Where the client logs; the library never creates a logging backend, and
     ///     logs nothing without one.
     public init(options: MQTTClientOptions, eventLoop: EventLoop? = nil, logger: Logger? = nil) {
-        let loop: EventLoop
-        if let eventLoop {
-            loop = eventLoop
-            ownsLoop = false
-        } else {
-            loop = EventLoop()
-            loop.start()
-            ownsLoop = true
-        }
         messageBufferSize = options.messageBufferSize
-        engine = ClientEngine(options: options, loop: loop, logger: logger)
+        (engine, ownsLoop) = ClientEngine.make(options: options, eventLoop: eventLoop, logger: logger)
     }
 
     deinit {
-        let engine = engine
-        engine.submit { $0.shutdown() }
-        if ownsLoop {
-            if engine.loop.inEventLoop { engine.loop.stop() } else { try? engine.loop.shutdown() }
-        }
+        engine.release(ownsLoop: ownsLoop)
     }
 
     /// Connects and waits for the broker's CONNACK.

@@ -111,12 +111,13 @@ public struct MQTTClientOptions: Sendable {
                       will: will, username: username, password: password)
     }
 
-    /// The state machine's configuration, with reconnect on or off.
-    func machineConfiguration(reconnect: Bool, jitterSeed: UInt64) -> MQTTClientConfiguration {
+    /// The state machine's configuration, reconnect off: each `connect` sets the machine's
+    /// policy (``reconnectBackoff`` or none) itself.
+    func machineConfiguration(jitterSeed: UInt64) -> MQTTClientConfiguration {
         MQTTClientConfiguration(
             connect: connectPacket, connectTimeout: connectTimeout, inflightWindow: inflightWindow,
             maxQueuedMessages: maxQueuedMessages, maxQueuedBytes: maxQueuedBytes,
-            maxPendingRequests: maxPendingRequests, reconnect: reconnect ? reconnectBackoff : nil,
+            maxPendingRequests: maxPendingRequests, reconnect: nil,
             jitterSeed: jitterSeed)
     }
 }

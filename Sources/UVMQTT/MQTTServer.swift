@@ -63,7 +63,8 @@ public struct MQTTServer: Sendable, Hashable {
     public init(parsing hostOrURI: String, port: Int? = nil, security: MQTTSecurity = .off) throws(MQTTServerAddressError) {
         var rest = Substring(hostOrURI)
         var schemeSecurity = MQTTSecurity.off
-        if let separator = ClientURI.schemeSeparator(in: rest) {
+        let separator = ClientURI.schemeSeparator(in: rest)
+        if let separator {
             let scheme = rest[..<separator.lowerBound].lowercased()
             switch scheme {
             case "mqtt", "tcp": schemeSecurity = .off
@@ -87,7 +88,7 @@ public struct MQTTServer: Sendable, Hashable {
             } else if !after.isEmpty {
                 throw .invalidHost(hostOrURI)
             }
-        } else if ClientURI.schemeSeparator(in: Substring(hostOrURI)) != nil, let colon = rest.lastIndex(of: ":") {
+        } else if separator != nil, let colon = rest.lastIndex(of: ":") {
             // A URI authority: host:port. (A bare IPv6 literal without a scheme keeps its colons.)
             host = rest[..<colon]
             let text = rest[rest.index(after: colon)...]
@@ -112,6 +113,7 @@ public enum MQTTServerAddressError: Error, Sendable, Hashable {
     case invalidPort(String)
 }
 
+/// URI helpers of ``MQTTServer/init(parsing:port:security:)``.
 enum ClientURI {
     /// The range of `://` in `text`, if any.
     static func schemeSeparator(in text: Substring) -> Range<Substring.Index>? {

@@ -101,24 +101,11 @@ public final class NodeMCUClient: Sendable {
     ///   - eventLoop: The loop to run on; nil starts one for this client (stopped on deinit).
     ///   - logger: Where the client logs (nothing is logged without one).
     public init(options: MQTTClientOptions, eventLoop: EventLoop? = nil, logger: Logger? = nil) {
-        let loop: EventLoop
-        if let eventLoop {
-            loop = eventLoop
-            ownsLoop = false
-        } else {
-            loop = EventLoop()
-            loop.start()
-            ownsLoop = true
-        }
-        engine = ClientEngine(options: options, loop: loop, logger: logger)
+        (engine, ownsLoop) = ClientEngine.make(options: options, eventLoop: eventLoop, logger: logger)
     }
 
     deinit {
-        let engine = engine
-        engine.submit { $0.shutdown() }
-        if ownsLoop {
-            if engine.loop.inEventLoop { engine.loop.stop() } else { try? engine.loop.shutdown() }
-        }
+        engine.release(ownsLoop: ownsLoop)
     }
 
     // MARK: Will and handlers

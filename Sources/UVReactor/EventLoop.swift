@@ -50,7 +50,6 @@ public final class EventLoop: @unchecked Sendable {
 
     private let lock = PThreadMutex()
     // Protected by `lock`.
-    // The flush list is `@exclusivity(unchecked)` (loop thread only, per-iteration path).
     private var submitted: [Work] = []
     private var stopRequested = false
     private var acceptingWork = true
@@ -58,7 +57,7 @@ public final class EventLoop: @unchecked Sendable {
     private var thread: pthread_t?
     private var closeStatus: Int32 = 0
 
-    // Loop thread only.
+    // Loop thread only. The flush lists are `@exclusivity(unchecked)` (per-iteration path).
     private var draining: [Work] = []
     private var resources: [ObjectIdentifier: any LoopResource] = [:]
     @exclusivity(unchecked) private var pendingFlushes: [TCPConnection] = []

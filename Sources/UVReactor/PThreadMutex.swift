@@ -8,11 +8,11 @@ import Darwin
 ///
 /// Used instead of `Synchronization.Mutex` because ThreadSanitizer on Linux does not see the
 /// latter and reports false races (see PLATFORM-NOTES); a pthread mutex is seen correctly at the
-/// same speed.
-final class PThreadMutex: @unchecked Sendable {
+/// same speed. `package`: UVMQTT's `Locked` is built on it (one mutex wrapper in the package).
+package final class PThreadMutex: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
 
-    init() {
+    package init() {
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         let status = pthread_mutex_init(mutex, nil)
@@ -26,7 +26,7 @@ final class PThreadMutex: @unchecked Sendable {
 
     /// Runs `body` with the mutex held.
     @inline(__always)
-    func withLock<R>(_ body: () throws -> R) rethrows -> R {
+    package func withLock<R>(_ body: () throws -> R) rethrows -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body()

@@ -38,6 +38,11 @@ public struct TransformProgress: Sendable, Hashable {
     /// bytes) once the consumer freed space.
     public var plaintextPending: Bool
 
+    /// Creates a progress report.
+    ///
+    /// - Parameters:
+    ///   - handshakeComplete: Whether the handshake is complete.
+    ///   - plaintextPending: Whether decrypted bytes wait inside the transform.
     public init(handshakeComplete: Bool, plaintextPending: Bool) {
         self.handshakeComplete = handshakeComplete
         self.plaintextPending = plaintextPending

@@ -68,24 +68,8 @@ extension MQTTClientStateMachine {
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
     public mutating func receivedPublish(_ publish: PublishView, now: MQTTInstant, into actions: inout MQTTClientActions) {
-        if publish.qos != .atMostOnce && publish.packetID == 0 {
-            // The decoder rejects this already [MQTT-2.3.1-1]; never acknowledge id 0.
-            receivedInvalidData(.zeroPacketID(.publish), now: now, into: &actions)
-            return
-        }
-        guard acceptInbound(.publish, now: now, into: &actions) else { return }
-        switch publish.qos {
-        case .atMostOnce:
-            actions.append(.deliver(publish))
-        case .atLeastOnce:
-            actions.append(.deliver(publish))
-            send(.puback(packetID: publish.packetID), now: now, into: &actions)
-        case .exactlyOnce:
-            if inboundQoS2.insert(publish.packetID) {
-                actions.append(.deliver(publish))
-            }
-            send(.pubrec(packetID: publish.packetID), now: now, into: &actions)
-        }
+        receivedApplicationMessage(qos: publish.qos, packetID: publish.packetID, delivery: .deliver(publish),
+                                   now: now, into: &actions)
     }
 
     /// A PUBLISH larger than the caller's limit arrived; the caller kept a prefix and skips the
@@ -100,20 +84,31 @@ extension MQTTClientStateMachine {
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
     public mutating func receivedOversizePublish(qos: QoS, packetID: UInt16, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        receivedApplicationMessage(qos: qos, packetID: packetID, delivery: .deliverOversized(qos: qos, packetID: packetID),
+                                   now: now, into: &actions)
+    }
+
+    /// The acknowledgement rules shared by whole and oversize PUBLISH packets: `delivery` is
+    /// appended unless the message is a QoS 2 resend, then PUBACK / PUBREC follows.
+    @inline(__always)
+    mutating func receivedApplicationMessage(
+        qos: QoS, packetID: UInt16, delivery: MQTTClientAction, now: MQTTInstant, into actions: inout MQTTClientActions
+    ) {
         if qos != .atMostOnce && packetID == 0 {
+            // The decoder rejects this already [MQTT-2.3.1-1]; never acknowledge id 0.
             receivedInvalidData(.zeroPacketID(.publish), now: now, into: &actions)
             return
         }
         guard acceptInbound(.publish, now: now, into: &actions) else { return }
         switch qos {
         case .atMostOnce:
-            actions.append(.deliverOversized(qos: qos, packetID: packetID))
+            actions.append(delivery)
         case .atLeastOnce:
-            actions.append(.deliverOversized(qos: qos, packetID: packetID))
-            send(.puback(packetID: packetID), now: now, into: &actions)
+            actions.append(delivery)
+            send(.puback(packetID: packetID), now: now, into: &actions)  // [MQTT-4.3.2-2]
         case .exactlyOnce:
-            if inboundQoS2.insert(packetID) {
-                actions.append(.deliverOversized(qos: qos, packetID: packetID))
+            if inboundQoS2.insert(packetID) {  // a resend before PUBREL is not delivered again [MQTT-4.3.3-2]
+                actions.append(delivery)
             }
             send(.pubrec(packetID: packetID), now: now, into: &actions)
         }

@@ -102,12 +102,25 @@ public struct OversizePublishView {
     public let payloadPrefix: UnsafeRawBufferPointer
     /// The payload's full length in bytes.
     public let totalPayloadLength: Int
+    /// Quality of service (QoS 1 / 2 still need their acknowledgement).
     public let qos: QoS
+    /// Retain flag.
     public let retain: Bool
+    /// DUP flag.
     public let dup: Bool
     /// 0 for QoS 0.
     public let packetID: UInt16
 
+    /// Creates a view over bytes the caller keeps alive (the decoder, or a test).
+    ///
+    /// - Parameters:
+    ///   - topic: Topic name bytes.
+    ///   - payloadPrefix: The payload bytes that fit.
+    ///   - totalPayloadLength: The payload's full length.
+    ///   - qos: Quality of service.
+    ///   - retain: Retain flag.
+    ///   - dup: DUP flag.
+    ///   - packetID: Packet identifier (0 for QoS 0).
     public init(
         topic: UnsafeRawBufferPointer, payloadPrefix: UnsafeRawBufferPointer, totalPayloadLength: Int,
         qos: QoS, retain: Bool, dup: Bool, packetID: UInt16

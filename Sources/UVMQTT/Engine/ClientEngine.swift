@@ -102,9 +102,28 @@ final class ClientEngine: @unchecked Sendable {
         self.tracing = logger.map { $0.logLevel <= .trace } ?? false
         // Jitter must differ between clients (so they do not reconnect in lock step).
         let seed = UInt64.random(in: .min ... .max)
-        self.machine = MQTTClientStateMachine(configuration: options.machineConfiguration(reconnect: false, jitterSeed: seed))
+        self.machine = MQTTClientStateMachine(configuration: options.machineConfiguration(jitterSeed: seed))
         self.decoder = MQTTDecoder(maximumPacketSize: options.maximumIncomingPacketSize, version: options.protocolVersion)
         completions.reserveCapacity(64)
+    }
+
+    /// The engine of a client front: on `eventLoop`, or on a loop of its own, started here
+    /// (`ownsLoop`: the front stops it in ``release(ownsLoop:)``).
+    static func make(options: MQTTClientOptions, eventLoop: EventLoop?, logger: Logger?) -> (engine: ClientEngine, ownsLoop: Bool) {
+        if let eventLoop {
+            return (ClientEngine(options: options, loop: eventLoop, logger: logger), false)
+        }
+        let loop = EventLoop()
+        loop.start()
+        return (ClientEngine(options: options, loop: loop, logger: logger), true)
+    }
+
+    /// A front's deinit: shuts the engine down (on the loop) and stops the loop it owns.
+    func release(ownsLoop: Bool) {
+        submit { $0.shutdown() }
+        if ownsLoop {
+            if loop.inEventLoop { loop.stop() } else { try? loop.shutdown() }
+        }
     }
 
     // MARK: Entry points
@@ -125,6 +144,13 @@ final class ClientEngine: @unchecked Sendable {
             deferred.append(body)
             return
         }
+        dispatch(body)
+    }
+
+    /// One dispatch: the event, its actions, the requests its callbacks made, then the flush and
+    /// the timer. Not re-entrant (callers check `dispatching`).
+    @inline(__always)
+    private func dispatch(_ body: (ClientEngine) -> Void) {
         dispatching = true
         body(self)
         performActions()
@@ -180,12 +206,7 @@ final class ClientEngine: @unchecked Sendable {
     @inline(__always)
     func runIfOnLoop(_ body: (ClientEngine) -> Void) -> Bool {
         guard loop.inEventLoop, !dispatching else { return false }
-        dispatching = true
-        body(self)
-        performActions()
-        runDeferred()
-        dispatching = false
-        finishDispatch()
+        dispatch(body)
         return true
     }
 
@@ -194,7 +215,7 @@ final class ClientEngine: @unchecked Sendable {
     /// Starts connecting to `server`.
     func connect(to server: MQTTServer, reconnect: Bool, stopRetryingOnFirstFailure: Bool, completion: ConnectCompletion?) {
         if shutDown {
-            finishActive()
+            endActive()
             completion?(.failure(.closedByUser))
             return
         }
@@ -203,7 +224,7 @@ final class ClientEngine: @unchecked Sendable {
         do {
             try MQTTEncoder.encode(.connect(options.connectPacket), version: options.protocolVersion, into: probe)
         } catch {
-            finishActive()
+            endActive()
             completion?(.failure(.protocolError(error)))
             return
         }
@@ -212,7 +233,7 @@ final class ClientEngine: @unchecked Sendable {
                 do throws(TransportError) {
                     tlsContext = try TLSContext(configuration: tls)
                 } catch {
-                    finishActive()
+                    endActive()
                     completion?(.failure(ClientEngine.failure(for: error)))
                     return
                 }
@@ -295,7 +316,7 @@ final class ClientEngine: @unchecked Sendable {
     /// DISCONNECT at once, close, "offline"; outstanding requests fail with `closed`.
     func close() {
         machine.close(now: ClientEngine.now(), into: &actions)
-        finishActive()
+        endActive()
     }
 
     /// Closes like ``close()``, then runs `done` once no transport is still closing (the
@@ -483,15 +504,15 @@ final class ClientEngine: @unchecked Sendable {
                 if willRetry && stopRetryingOnFirstFailure {
                     deferred.append { $0.close() }
                 }
-                if !willRetry || stopRetryingOnFirstFailure { finishActive() }
+                if !willRetry || stopRetryingOnFirstFailure { endActive() }
                 pending(.failure(failure))
             } else if !willRetry {
-                finishActive()
+                endActive()
             }
             handlers.connfail?(failure)
         case .offline(let failure, let willReconnect):
             logger?.debug("offline", metadata: ["reason": "\(failure)", "willReconnect": "\(willReconnect)"])
-            if !willReconnect { finishActive() }
+            if !willReconnect { endActive() }
             handlers.offline?(failure)
         case .deliver(let view):
             deliver(view)
@@ -557,10 +578,6 @@ final class ClientEngine: @unchecked Sendable {
         return MQTTRequestToken(token)
     }
 
-    private func finishActive() {
-        active.withLock { $0 = false }
-    }
-
     /// Marks a connect as requested (any thread); throws when one is already active.
     func beginConnect() throws(MQTTClientError) {
         let wasActive = active.withLock { value -> Bool in
@@ -571,8 +588,9 @@ final class ClientEngine: @unchecked Sendable {
         if wasActive { throw .alreadyConnected }
     }
 
-    /// Marks the client as closed (any thread), so that a connect right after `close` is
-    /// accepted; the close itself follows on the loop, before that connect.
+    /// Marks the connect as finally ended (any thread): by `close` (so that a connect right after
+    /// it is accepted; the close itself follows on the loop, before that connect), or on the
+    /// loop when an attempt or connection ended with no retry to follow.
     func endActive() {
         active.withLock { $0 = false }
     }
