@@ -123,13 +123,7 @@ extension MQTTClientStateMachine {
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
     public mutating func receivedPubAck(packetID: UInt16, now: MQTTInstant, into actions: inout MQTTClientActions) {
-        guard acceptInbound(.puback, now: now, into: &actions) else { return }
-        guard inflight.phase(of: packetID) == .awaitingPubAck, let done = inflight.remove(packetID) else {
-            actions.append(.unexpectedAck(.puback, packetID: packetID))
-            return
-        }
-        actions.append(.publishCompleted(done.token, packetID: packetID, qos: .atLeastOnce))
-        drainQueue(now: now, into: &actions)
+        completeOutbound(.puback, packetID: packetID, awaiting: .awaitingPubAck, qos: .atLeastOnce, now: now, into: &actions)
     }
 
     /// A PUBREC arrived: PUBREL is sent and the QoS 2 message waits for PUBCOMP
@@ -165,12 +159,22 @@ extension MQTTClientStateMachine {
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
     public mutating func receivedPubComp(packetID: UInt16, now: MQTTInstant, into actions: inout MQTTClientActions) {
-        guard acceptInbound(.pubcomp, now: now, into: &actions) else { return }
-        guard inflight.phase(of: packetID) == .awaitingPubComp, let done = inflight.remove(packetID) else {
-            actions.append(.unexpectedAck(.pubcomp, packetID: packetID))
+        completeOutbound(.pubcomp, packetID: packetID, awaiting: .awaitingPubComp, qos: .exactlyOnce, now: now, into: &actions)
+    }
+
+    /// The last acknowledgement of an outgoing message (PUBACK for QoS 1, PUBCOMP for QoS 2):
+    /// the message completes and frees its window slot, which the queue may refill. An id not in
+    /// `phase` is reported as unexpected and otherwise ignored.
+    private mutating func completeOutbound(
+        _ type: PacketType, packetID: UInt16, awaiting phase: OutgoingPhase, qos: QoS,
+        now: MQTTInstant, into actions: inout MQTTClientActions
+    ) {
+        guard acceptInbound(type, now: now, into: &actions) else { return }
+        guard inflight.phase(of: packetID) == phase, let done = inflight.remove(packetID) else {
+            actions.append(.unexpectedAck(type, packetID: packetID))
             return
         }
-        actions.append(.publishCompleted(done.token, packetID: packetID, qos: .exactlyOnce))
+        actions.append(.publishCompleted(done.token, packetID: packetID, qos: qos))
         drainQueue(now: now, into: &actions)
     }
 
