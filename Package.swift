@@ -13,6 +13,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "UVMQTT", targets: ["UVMQTT"]),
+        .library(name: "UVMQTTServiceLifecycle", targets: ["UVMQTTServiceLifecycle"]),
         .library(name: "MQTTProtocol", targets: ["MQTTProtocol"]),
         .library(name: "UVReactor", targets: ["UVReactor"]),
         .library(name: "RingBuffers", targets: ["RingBuffers"]),
@@ -21,6 +22,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
     ],
     targets: [
         // MARK: C libraries
@@ -68,6 +70,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // swift-service-lifecycle integration (`MQTTClientService`), a separate product so that
+        // users of UVMQTT alone do not build it.
+        .target(
+            name: "UVMQTTServiceLifecycle",
+            dependencies: [
+                "UVMQTT",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Demo (`make demo`): the README's first example against a local broker.
         .executableTarget(
             name: "Demo",
@@ -111,6 +124,15 @@ let package = Package(
             name: "UVMQTTTests",
             dependencies: [
                 "UVMQTT", "MQTTProtocol", "UVReactor", "RingBuffers", "MQTTTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "UVMQTTServiceLifecycleTests",
+            dependencies: [
+                "UVMQTTServiceLifecycle", "UVMQTT", "MQTTTestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -1,0 +1,64 @@
+public import ServiceLifecycle
+public import UVMQTT
+
+/// An ``MQTTClient`` as a swift-service-lifecycle `Service`, for long-lived daemons that run
+/// their parts in a `ServiceGroup`.
+///
+/// ``run()`` connects to ``server`` and keeps the connection until the group shuts down
+/// gracefully (a signal in `gracefulShutdownSignals`, `triggerGracefulShutdown()`, or another
+/// service ending) or the task is cancelled; then it disconnects cleanly and returns. The clean
+/// disconnect sends DISCONNECT, so the broker discards the will instead of publishing it
+/// [MQTT-3.14.4-3]. A failure of the first connection attempt is thrown from ``run()``, so the
+/// group's failure handling applies (by default: the group shuts down and rethrows it).
+///
+/// While the service runs, keep using ``client`` for publish, subscribe and messages: the
+/// service only owns the connection's lifetime. Losses after the first connect are handled by
+/// the client's automatic reconnect (on by default here).
+///
+/// ```swift
+/// let client = MQTTClient(options: MQTTClientOptions(clientID: "daemon-1"), logger: logger)
+/// let mqtt = MQTTClientService(client: client, server: MQTTServer(host: "127.0.0.1"))
+/// let group = ServiceGroup(services: [mqtt, otherService], logger: logger)
+/// try await group.run()   // until SIGTERM / SIGINT (the group's default signals)
+/// ```
+///
+/// The service is `Sendable`; run it once at a time (a second concurrent ``run()`` fails with
+/// ``MQTTClientError/alreadyConnected`` or ``MQTTClientError/alreadyConnecting``).
+public struct MQTTClientService: Service, Sendable {
+    /// The client whose connection the service runs; use it for publish, subscribe and
+    /// messages while the service runs.
+    public let client: MQTTClient
+    /// The broker ``run()`` connects to.
+    public let server: MQTTServer
+    /// Whether a connection lost after the first connect is re-established with back-off.
+    public let reconnect: Bool
+
+    /// Creates the service.
+    ///
+    /// - Parameters:
+    ///   - client: The client to connect; it must not be connected already.
+    ///   - server: Host, port and security of the broker.
+    ///   - reconnect: Reconnect automatically after a loss (default on, as a daemon wants).
+    public init(client: MQTTClient, server: MQTTServer, reconnect: Bool = true) {
+        self.client = client
+        self.server = server
+        self.reconnect = reconnect
+    }
+
+    /// Connects, waits for graceful shutdown or cancellation, then disconnects cleanly.
+    ///
+    /// Returns normally after the clean disconnect, whether graceful shutdown or task
+    /// cancellation ended the wait. Cancellation during the connect attempt is not observed
+    /// before the attempt ends (bounded by the client's `connectTimeout`).
+    ///
+    /// - Throws: What ``MQTTClient/connect(to:reconnect:)`` throws for the first attempt:
+    ///   ``MQTTConnectionFailure`` (with its NodeMCU reason code), or ``MQTTClientError`` when
+    ///   the client is already connected or connecting.
+    public func run() async throws {
+        try await client.connect(to: server, reconnect: reconnect)
+        // Returns when graceful shutdown is triggered; throws `CancellationError` when the task
+        // is cancelled first. Either way the connection ends the same way: cleanly.
+        try? await gracefulShutdown()
+        await client.disconnect()
+    }
+}
