@@ -15,15 +15,22 @@ private struct TimeoutError: Error, CustomStringConvertible {
     var description: String
 }
 
+/// A value behind a mutex, shareable between tasks.
+private final class Shared<Value>: Sendable {
+    let mutex: Mutex<Value>
+    init(_ value: sending Value) { mutex = Mutex(value) }
+}
+
 /// Runs `body` with a deadline: its result, or `TimeoutError` after `seconds` (the body is
 /// cancelled then, and abandoned if it ignores cancellation).
+@discardableResult
 private func withDeadline<T: Sendable>(
     _ seconds: Double, _ what: String, _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
-    let slot = Mutex<CheckedContinuation<T, any Error>?>(nil)
-    let work = Mutex<Task<Void, Never>?>(nil)
+    let slot = Shared<CheckedContinuation<T, any Error>?>(nil)
+    let work = Shared<Task<Void, Never>?>(nil)
     @Sendable func finish(_ result: Result<T, any Error>) {
-        let continuation = slot.withLock { c in
+        let continuation = slot.mutex.withLock { c in
             let taken = c
             c = nil
             return taken
@@ -31,14 +38,14 @@ private func withDeadline<T: Sendable>(
         continuation?.resume(with: result)
     }
     return try await withCheckedThrowingContinuation { continuation in
-        slot.withLock { $0 = continuation }
-        work.withLock { $0 = Task {
+        slot.mutex.withLock { $0 = continuation }
+        work.mutex.withLock { $0 = Task {
             do { finish(.success(try await body())) } catch { finish(.failure(error)) }
         } }
         Task {
             try? await Task.sleep(for: .seconds(seconds))
             finish(.failure(TimeoutError(description: "\(what) did not finish within \(seconds) s")))
-            work.withLock { $0?.cancel() }
+            work.mutex.withLock { $0?.cancel() }
         }
     }
 }
