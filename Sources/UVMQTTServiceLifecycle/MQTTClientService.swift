@@ -5,11 +5,11 @@ public import UVMQTT
 /// their parts in a `ServiceGroup`.
 ///
 /// ``run()`` connects to ``server`` and keeps the connection until the group shuts down
-/// gracefully (a signal in `gracefulShutdownSignals`, `triggerGracefulShutdown()`, or another
-/// service ending) or the task is cancelled; then it disconnects cleanly and returns. The clean
-/// disconnect sends DISCONNECT, so the broker discards the will instead of publishing it
-/// [MQTT-3.14.4-3]. A failure of the first connection attempt is thrown from ``run()``, so the
-/// group's failure handling applies (by default: the group shuts down and rethrows it).
+/// gracefully (a signal in `gracefulShutdownSignals`, `triggerGracefulShutdown()`) or cancels
+/// (by default when another service ends or fails); then it disconnects cleanly and returns.
+/// The clean disconnect sends DISCONNECT, so the broker discards the will instead of publishing
+/// it [MQTT-3.14.4-3]. A failure of the first connection attempt is thrown from ``run()``, so the
+/// group's failure handling applies (by default: the group cancels and rethrows it).
 ///
 /// While the service runs, keep using ``client`` for publish, subscribe and messages: the
 /// service only owns the connection's lifetime. Losses after the first connect are handled by
@@ -18,8 +18,9 @@ public import UVMQTT
 /// ```swift
 /// let client = MQTTClient(options: MQTTClientOptions(clientID: "daemon-1"), logger: logger)
 /// let mqtt = MQTTClientService(client: client, server: MQTTServer(host: "127.0.0.1"))
-/// let group = ServiceGroup(services: [mqtt, otherService], logger: logger)
-/// try await group.run()   // until SIGTERM / SIGINT (the group's default signals)
+/// let group = ServiceGroup(services: [mqtt, otherService],
+///                          gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+/// try await group.run()   // until SIGTERM or SIGINT
 /// ```
 ///
 /// The service is `Sendable`; run it once at a time (a second concurrent ``run()`` fails with
