@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import MQTTTestSupport
 import ServiceLifecycle
-import Synchronization
 import Testing
 import UVMQTT
 import UVMQTTServiceLifecycle
@@ -10,45 +9,6 @@ import UVMQTTServiceLifecycle
 /// The bound of every wait for something that should happen (generous: CI is a loaded 2-core
 /// machine; it costs nothing when the thing happens).
 private let testTimeout: Double = 20
-
-private struct TimeoutError: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// A value behind a mutex, shareable between tasks.
-private final class Shared<Value>: Sendable {
-    let mutex: Mutex<Value>
-    init(_ value: sending Value) { mutex = Mutex(value) }
-}
-
-/// Runs `body` with a deadline: its result, or `TimeoutError` after `seconds` (the body is
-/// cancelled then, and abandoned if it ignores cancellation).
-@discardableResult
-private func withDeadline<T: Sendable>(
-    _ seconds: Double, _ what: String, _ body: @escaping @Sendable () async throws -> T
-) async throws -> T {
-    let slot = Shared<CheckedContinuation<T, any Error>?>(nil)
-    let work = Shared<Task<Void, Never>?>(nil)
-    @Sendable func finish(_ result: Result<T, any Error>) {
-        let continuation = slot.mutex.withLock { c in
-            let taken = c
-            c = nil
-            return taken
-        }
-        continuation?.resume(with: result)
-    }
-    return try await withCheckedThrowingContinuation { continuation in
-        slot.mutex.withLock { $0 = continuation }
-        work.mutex.withLock { $0 = Task {
-            do { finish(.success(try await body())) } catch { finish(.failure(error)) }
-        } }
-        Task {
-            try? await Task.sleep(for: .seconds(seconds))
-            finish(.failure(TimeoutError(description: "\(what) did not finish within \(seconds) s")))
-            work.mutex.withLock { $0?.cancel() }
-        }
-    }
-}
 
 /// The first message of `stream`, or nil when none arrives within `seconds`.
 private func firstMessage(_ stream: MQTTMessageStream, within seconds: Double) async -> MQTTMessage? {

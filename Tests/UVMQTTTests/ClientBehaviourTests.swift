@@ -1,4 +1,5 @@
 import Foundation
+import MQTTTestSupport
 import Testing
 import RingBuffers
 @testable import UVMQTT

@@ -1,4 +1,5 @@
 import Logging
+import MQTTTestSupport
 import Testing
 @testable import UVMQTT
 

@@ -1,4 +1,5 @@
 import Foundation
+import MQTTTestSupport
 import Testing
 @testable import UVMQTT
 
@@ -7,40 +8,6 @@ import Testing
 /// generous because CI is a loaded 2-core machine (5 s was seen to run out there). Waits that
 /// check that something does *not* happen pass their own short bound.
 let testTimeout: Double = 20
-
-/// A wait that ran out of time.
-struct TimeoutError: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// Runs `body` with a deadline: its result, or `TimeoutError` after `seconds` (the body is
-/// cancelled then; a body that ignores cancellation is abandoned, never awaited).
-@discardableResult
-func withDeadline<T: Sendable>(
-    _ seconds: Double, _ what: String = "operation", _ body: @escaping @Sendable () async throws -> T
-) async throws -> T {
-    let slot = Locked<CheckedContinuation<T, any Error>?>(nil)
-    let work = Locked<Task<Void, Never>?>(nil)
-    @Sendable func finish(_ result: Result<T, any Error>) {
-        let continuation = slot.withLock { c -> CheckedContinuation<T, any Error>? in
-            let taken = c
-            c = nil
-            return taken
-        }
-        continuation?.resume(with: result)
-    }
-    return try await withCheckedThrowingContinuation { continuation in
-        slot.withLock { $0 = continuation }
-        work.withLock { $0 = Task {
-            do { finish(.success(try await body())) } catch { finish(.failure(error)) }
-        } }
-        Task {
-            try? await Task.sleep(for: .seconds(seconds))
-            finish(.failure(TimeoutError(description: "\(what) did not finish within \(seconds) s")))
-            work.withLock { $0?.cancel() }
-        }
-    }
-}
 
 /// Collects `count` messages from a stream, bounded in time.
 func collect(_ stream: MQTTMessageStream, count: Int, within seconds: Double = testTimeout) async throws -> [MQTTMessage] {
