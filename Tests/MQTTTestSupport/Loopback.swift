@@ -134,21 +134,7 @@ public final class SilentListener {
     ///
     /// - Throws: ``HarnessError`` when the socket cannot listen.
     public init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw HarnessError("socket: errno \(errno)") }
-        var address = loopbackAddress(port: 0)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard ok else {
-            close(fd)
-            throw HarnessError("listen: errno \(errno)")
-        }
-        self.fd = fd
-        self.port = UInt16(bigEndian: address.sin_port)
+        (fd, port) = try bindFreeLoopbackSocket(listenBacklog: 8)
     }
 
     /// Accepts the pending connection (non-blocking) and returns what the client sent.
@@ -184,22 +170,32 @@ public final class RefusingPort: @unchecked Sendable {
     ///
     /// - Throws: ``HarnessError`` when the socket cannot be bound.
     public init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw HarnessError("socket: errno \(errno)") }
-        var address = loopbackAddress(port: 0)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        guard ok else {
-            close(fd)
-            throw HarnessError("bind: errno \(errno)")
-        }
-        self.fd = fd
-        self.port = UInt16(bigEndian: address.sin_port)
+        (fd, port) = try bindFreeLoopbackSocket(listenBacklog: nil)
     }
 
     deinit { close(fd) }
+}
+
+/// A TCP socket bound to a free 127.0.0.1 port, listening with `listenBacklog` when given.
+///
+/// - Returns: The socket and the port the kernel chose.
+/// - Throws: ``HarnessError`` when the socket cannot be bound (or listen).
+func bindFreeLoopbackSocket(listenBacklog: Int32?) throws -> (fd: Int32, port: UInt16) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw HarnessError("socket: errno \(errno)") }
+    var address = loopbackAddress(port: 0)
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, length) == 0
+                && (listenBacklog.map { listen(fd, $0) == 0 } ?? true)
+                && getsockname(fd, $0, &length) == 0
+        }
+    }
+    guard ok else {
+        let error = errno
+        close(fd)
+        throw HarnessError("bind/listen: errno \(error)")
+    }
+    return (fd, UInt16(bigEndian: address.sin_port))
 }
