@@ -163,19 +163,19 @@ struct Harness {
     mutating func publish(_ topic: String, _ payload: [UInt8] = [1, 2, 3], qos: QoS, token: UInt64? = nil, retain: Bool = false) throws(MQTTClientError) {
         let message = PublishPacket(topic: topic, payload: payload, qos: qos, retain: retain)
         defer { record() }
-        try machine.publish(message, token: token.map(MQTTRequestToken.init), now: now, into: &actions)
+        try machine.publish(message, token: token.map { MQTTRequestToken($0) }, now: now, into: &actions)
     }
 
     @discardableResult
     mutating func subscribe(_ subscriptions: [TopicSubscription], token: UInt64? = nil) throws(MQTTClientError) -> UInt16 {
         defer { record() }
-        return try machine.subscribe(subscriptions, token: token.map(MQTTRequestToken.init), now: now, into: &actions)
+        return try machine.subscribe(subscriptions, token: token.map { MQTTRequestToken($0) }, now: now, into: &actions)
     }
 
     @discardableResult
     mutating func unsubscribe(_ filters: [String], token: UInt64? = nil) throws(MQTTClientError) -> UInt16 {
         defer { record() }
-        return try machine.unsubscribe(filters, token: token.map(MQTTRequestToken.init), now: now, into: &actions)
+        return try machine.unsubscribe(filters, token: token.map { MQTTRequestToken($0) }, now: now, into: &actions)
     }
 
     mutating func receive(topic: String, payload: [UInt8], qos: QoS, packetID: UInt16 = 0, dup: Bool = false, retain: Bool = false) {

@@ -1,14 +1,37 @@
 /// An opaque value the caller attaches to a request (publish, subscribe, unsubscribe) and gets
 /// back with its completion, to find the continuation or callback it belongs to.
+///
+/// The machine only carries tokens: it stores them with their request and hands them back in
+/// ``MQTTClientAction/publishCompleted(_:packetID:qos:)``, ``MQTTClientAction/requestFailed(_:_:)``
+/// and the other completions. ``context`` lets the caller put the completion itself in the token
+/// (a box holding a continuation or a callback), so it needs no table of its own; carrying it
+/// retains the object, it allocates nothing. Equality and hashing use ``rawValue`` only, so
+/// ``MQTTClientStateMachine/cancel(_:now:into:)`` finds a request by its number alone.
 public struct MQTTRequestToken: Sendable, Hashable, CustomStringConvertible {
-    /// The caller's value (for example a slot index or a counter).
+    /// The caller's value (for example a slot index or a counter); identifies the request.
     public var rawValue: UInt64
+    /// The caller's object riding with the request (for example its completion box); not part
+    /// of equality or hashing.
+    public let context: (any AnyObject & Sendable)?
 
     /// Creates a token.
     ///
-    /// - Parameter rawValue: Any value meaningful to the caller.
-    public init(_ rawValue: UInt64) {
+    /// - Parameters:
+    ///   - rawValue: Any value meaningful to the caller; tokens with the same value are equal.
+    ///   - context: An object handed back with the token (its completion, say); nil by default.
+    public init(_ rawValue: UInt64, context: (any AnyObject & Sendable)? = nil) {
         self.rawValue = rawValue
+        self.context = context
+    }
+
+    /// Tokens are equal when their ``rawValue``s are; ``context`` is ignored.
+    public static func == (lhs: MQTTRequestToken, rhs: MQTTRequestToken) -> Bool {
+        lhs.rawValue == rhs.rawValue
+    }
+
+    /// Hashes ``rawValue`` only.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(rawValue)
     }
 
     public var description: String { "#\(rawValue)" }
