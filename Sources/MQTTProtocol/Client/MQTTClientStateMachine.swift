@@ -62,6 +62,8 @@ public struct MQTTClientStateMachine: Sendable {
     let maxQueuedMessages: Int
     let maxQueuedBytes: Int
     let maxPendingRequests: Int
+    /// Largest whole packet sent (clamped to ``MQTTEncoder/maximumPacketSize``).
+    public let maximumOutgoingPacketSize: Int
 
     var state: State = .idle
     /// The CONNECT of the current attempt or connection.
@@ -95,6 +97,7 @@ public struct MQTTClientStateMachine: Sendable {
         maxQueuedMessages = max(0, configuration.maxQueuedMessages)
         maxQueuedBytes = max(0, configuration.maxQueuedBytes)
         maxPendingRequests = max(1, configuration.maxPendingRequests)
+        maximumOutgoingPacketSize = min(max(0, configuration.maximumOutgoingPacketSize), MQTTEncoder.maximumPacketSize)
         inflight = InflightTable(capacity: min(max(configuration.inflightWindow, 1), 65_535))
         queue = ClientRing(initialCapacity: min(max(configuration.maxQueuedMessages, 4), 64))
         jitter = JitterGenerator(seed: configuration.jitterSeed)
@@ -224,7 +227,10 @@ public struct MQTTClientStateMachine: Sendable {
     ///   - token: Returned with the completion or failure; nil when nobody waits for it.
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
-    /// - Throws: ``MQTTClientError/notConnected`` when idle (never connected, closed, or lost
+    /// - Throws: ``MQTTClientError/packetTooLarge(size:limit:)`` when the encoded PUBLISH
+    ///   (``MQTTEncoder/publishPacketSize(topicByteCount:payloadCount:qos:)``) is above
+    ///   ``maximumOutgoingPacketSize`` or cannot be framed (nothing is queued, no packet id is
+    ///   taken); ``MQTTClientError/notConnected`` when idle (never connected, closed, or lost
     ///   with reconnect off); ``MQTTClientError/offlineQueueFull(messages:bytes:)`` /
     ///   ``MQTTClientError/sendQueueFull(messages:bytes:)`` when the queue is at its bound.
     public mutating func publish(
@@ -233,6 +239,9 @@ public struct MQTTClientStateMachine: Sendable {
         now: MQTTInstant,
         into actions: inout MQTTClientActions
     ) throws(MQTTClientError) {
+        let size = MQTTEncoder.publishPacketSize(
+            topicByteCount: message.topic.utf8.count, payloadCount: message.payload.count, qos: message.qos)
+        if size > maximumOutgoingPacketSize { throw .packetTooLarge(size: size, limit: maximumOutgoingPacketSize) }
         switch state {
         case .idle:
             throw .notConnected
@@ -276,7 +285,9 @@ public struct MQTTClientStateMachine: Sendable {
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
     /// - Returns: The packet id used.
-    /// - Throws: ``MQTTClientError/noTopicFilters``, ``MQTTClientError/notConnected``,
+    /// - Throws: ``MQTTClientError/noTopicFilters``,
+    ///   ``MQTTClientError/packetTooLarge(size:limit:)`` (see
+    ///   ``MQTTEncoder/subscribePacketSize(_:)``), ``MQTTClientError/notConnected``,
     ///   ``MQTTClientError/tooManyPendingRequests(limit:)``.
     @discardableResult
     public mutating func subscribe(
@@ -286,6 +297,8 @@ public struct MQTTClientStateMachine: Sendable {
         into actions: inout MQTTClientActions
     ) throws(MQTTClientError) -> UInt16 {
         guard !subscriptions.isEmpty else { throw .noTopicFilters }
+        let size = MQTTEncoder.subscribePacketSize(subscriptions)
+        if size > maximumOutgoingPacketSize { throw .packetTooLarge(size: size, limit: maximumOutgoingPacketSize) }
         return try addControl(.subscribe(subscriptions), token: token, now: now, into: &actions)
     }
 
@@ -300,7 +313,9 @@ public struct MQTTClientStateMachine: Sendable {
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
     /// - Returns: The packet id used.
-    /// - Throws: ``MQTTClientError/noTopicFilters``, ``MQTTClientError/notConnected``,
+    /// - Throws: ``MQTTClientError/noTopicFilters``,
+    ///   ``MQTTClientError/packetTooLarge(size:limit:)`` (see
+    ///   ``MQTTEncoder/unsubscribePacketSize(_:)``), ``MQTTClientError/notConnected``,
     ///   ``MQTTClientError/tooManyPendingRequests(limit:)``.
     @discardableResult
     public mutating func unsubscribe(
@@ -310,6 +325,8 @@ public struct MQTTClientStateMachine: Sendable {
         into actions: inout MQTTClientActions
     ) throws(MQTTClientError) -> UInt16 {
         guard !filters.isEmpty else { throw .noTopicFilters }
+        let size = MQTTEncoder.unsubscribePacketSize(filters)
+        if size > maximumOutgoingPacketSize { throw .packetTooLarge(size: size, limit: maximumOutgoingPacketSize) }
         return try addControl(.unsubscribe(filters), token: token, now: now, into: &actions)
     }
 
