@@ -81,6 +81,9 @@ public struct MQTTClientStateMachine: Sendable {
     var nextPacketID: UInt16 = 1
     var sequence: UInt64 = 0
     var reconnectAttempt = 0
+    /// Set by `connect(failFast: true)` until the first CONNACK is accepted: a failure then
+    /// is final.
+    var failFastPending = false
     var jitter: JitterGenerator
 
     /// Largest number of topic filters the machine puts in one re-SUBSCRIBE.
@@ -161,17 +164,33 @@ public struct MQTTClientStateMachine: Sendable {
 
     // MARK: User requests
 
-    /// Starts connecting: the first action is ``MQTTClientAction/openTransport``.
+    /// Starts connecting: the first action is ``MQTTClientAction/openTransport``, unless the
+    /// CONNECT to send breaks a rule.
+    ///
+    /// The CONNECT (``connectPacket``) is checked first, as the encoder would
+    /// (``validate(_:)``) and against ``maximumOutgoingPacketSize``: if it breaks a rule, no
+    /// transport is opened, ``MQTTClientAction/connectFailed(_:willRetry:)`` reports
+    /// ``MQTTConnectionFailure/protocolError(_:)`` with `willRetry` false, and the machine stays
+    /// idle. The same check runs before every reconnect attempt.
+    ///
+    /// With `failFast`, a failure of this first attempt, at any stage until its CONNACK is
+    /// accepted (transport, TLS, CONNACK timeout, refusal, first packet not a CONNACK), is not
+    /// retried even with a ``reconnect`` policy: `connectFailed(failure, willRetry: false)`,
+    /// the machine goes idle and every outstanding request fails. Once a CONNACK was accepted
+    /// the reconnect policy applies as usual. Without it, a retryable failure of the first
+    /// attempt is retried like any other.
     ///
     /// - Parameters:
     ///   - now: The current instant.
+    ///   - failFast: Whether a failed first attempt ends the connect instead of retrying.
     ///   - actions: Receives the actions to carry out.
-    /// - Throws: ``MQTTClientError/alreadyConnected`` when connected,
+    /// - Throws: ``MQTTClientError/alreadyConnected`` when connected or disconnecting,
     ///   ``MQTTClientError/alreadyConnecting`` during an attempt or a reconnect wait.
-    public mutating func connect(now: MQTTInstant, into actions: inout MQTTClientActions) throws(MQTTClientError) {
+    public mutating func connect(now: MQTTInstant, failFast: Bool = false, into actions: inout MQTTClientActions) throws(MQTTClientError) {
         switch state {
         case .idle:
             reconnectAttempt = 0
+            failFastPending = failFast
             startAttempt(now: now, into: &actions)
             updateDeadline()
         case .connected:
@@ -179,6 +198,20 @@ public struct MQTTClientStateMachine: Sendable {
         case .connectingTransport, .awaitingConnAck, .waitingToReconnect:
             throw .alreadyConnecting
         }
+    }
+
+    /// Checks a CONNECT as the encoder will before it is sent: client id 1-23 bytes for
+    /// MQTT 3.1, an empty id only with a clean session [MQTT-3.1.3-7], a will topic that is a
+    /// valid topic name without wildcards [MQTT-3.3.2-2], a password only with a user name
+    /// [MQTT-3.1.2-22], fields of at most 65,535 bytes, no U+0000 [MQTT-1.5.3-2].
+    ///
+    /// Lets a face reject a will or options early, on its own thread. ``connect(now:failFast:into:)``
+    /// runs the same check (plus the packet size against ``maximumOutgoingPacketSize``).
+    ///
+    /// - Parameter connect: The packet.
+    /// - Throws: ``MQTTProtocolError`` naming the rule broken.
+    public static func validate(_ connect: ConnectPacket) throws(MQTTProtocolError) {
+        try MQTTEncoder.validateConnect(connect)
     }
 
     /// Closes the connection at the user's request.
@@ -210,6 +243,7 @@ public struct MQTTClientStateMachine: Sendable {
         case .waitingToReconnect:
             state = .idle
         }
+        failFastPending = false
         failOutstanding(.closed, into: &actions)
     }
 
@@ -343,8 +377,7 @@ public struct MQTTClientStateMachine: Sendable {
         guard case .connectingTransport = state else { return }
         keepalive = KeepaliveClock(lastSent: now, lastReceived: now, pingSentAt: nil)
         state = .awaitingConnAck(deadline: now + connectTimeout)
-        sentConnect = connectPacket
-        send(.connect(connectPacket), now: now, into: &actions)
+        send(.connect(sentConnect), now: now, into: &actions)
         updateDeadline()
     }
 
@@ -493,7 +526,24 @@ public struct MQTTClientStateMachine: Sendable {
         }
     }
 
+    /// Starts one attempt: checks the CONNECT it will send (a broken one fails the attempt at
+    /// once, never retried: it would fail the same way), then asks for a transport.
     mutating func startAttempt(now: MQTTInstant, into actions: inout MQTTClientActions) {
+        let packet = connectPacket
+        do throws(MQTTProtocolError) {
+            let size = try MQTTEncoder.validateConnect(packet)
+            if size > maximumOutgoingPacketSize {
+                throw .packetTooLarge(size: size, limit: maximumOutgoingPacketSize)
+            }
+        } catch {
+            state = .idle
+            failFastPending = false
+            let failure = MQTTConnectionFailure.protocolError(error)
+            actions.append(.connectFailed(failure, willRetry: false))
+            failOutstanding(.connectionLost(failure), into: &actions)
+            return
+        }
+        sentConnect = packet
         state = .connectingTransport(deadline: now + connectTimeout)
         actions.append(.openTransport)
     }
@@ -511,13 +561,14 @@ public struct MQTTClientStateMachine: Sendable {
         // Requests sent on this connection go out again on the next one.
         for id in controls.keys { controls[id]?.sent = false }
         let retry: Bool
-        if let policy = reconnect, failure.isRetryable {
+        if let policy = reconnect, failure.isRetryable, !failFastPending {
             let delay = policy.delay(attempt: reconnectAttempt, random: jitter.nextUnit())
             reconnectAttempt += 1
             state = .waitingToReconnect(at: now + delay)
             retry = true
         } else {
             state = .idle
+            failFastPending = false
             retry = false
         }
         if wasConnected {
