@@ -140,4 +140,154 @@ import Testing
         #expect(h.machine.connectionState == .idle)
         #expect(h.machine.deadline == nil)
     }
+
+    // MARK: Transport generations
+
+    @Test func eachAttemptGetsANewTransportAndClosesTheOneItNames() throws {
+        var h = Harness(reconnect: ReconnectBackoff(), connectTimeout: .seconds(2))
+        try h.connect()
+        let first = h.transport
+        h.advance(by: .seconds(2))  // transport timeout: that transport is closed
+        #expect(h.take() == [.openTransport, .closeTransport, .connectFailed(.sendTimeout, willRetry: true)])
+        #expect(h.closed == [first])
+        h.advanceToNextAttempt()
+        let second = h.transport
+        #expect(second.rawValue > first.rawValue)
+        #expect(h.opened == [first, second])
+
+        // The first transport's late completion and failure are ignored.
+        h.machine.transportConnected(first, now: h.now, into: &h.actions)
+        h.machine.transportFailed(first, .closedByPeer, now: h.now, into: &h.actions)
+        h.machine.transportFailed(MQTTTransportID(rawValue: 99), .closedByPeer, now: h.now, into: &h.actions)
+        h.record()
+        #expect(h.take() == [.openTransport])
+        #expect(h.machine.connectionState == .connectingTransport)
+        h.transportConnected()
+        #expect(h.take() == [.send(.connect(h.machine.connectPacket))])
+        h.connack()
+        _ = h.take()
+        // The first transport's close reported now, after the second is up: ignored.
+        h.machine.transportFailed(first, .closedByPeer, now: h.now, into: &h.actions)
+        h.record()
+        #expect(h.take() == [])
+        #expect(h.machine.connectionState == .connected)
+        // The current one's loss counts; a second report of it (its close callback) does not.
+        h.transportFailed(.closedByPeer)
+        h.transportFailed(.transport("reset"))
+        #expect(h.take() == [.offline(.closedByPeer, willReconnect: true)])
+        // A transport that failed by itself is not asked to close.
+        #expect(h.closed == [first])
+    }
+
+    @Test func closeNamesTheCurrentTransportAndIgnoresItsLaterClose() throws {
+        var h = Harness()
+        try h.establish()
+        let id = h.transport
+        h.close()
+        #expect(h.closed == [id])
+        h.machine.transportFailed(id, .closedByPeer, now: h.now, into: &h.actions)
+        h.record()
+        #expect(h.take() == [.send(.disconnect), .closeTransport, .offline(.closedByUser, willReconnect: false)])
+        // A connect after the close opens a new transport; the old one's reports stay ignored.
+        try h.connect()
+        #expect(h.transport != id)
+        h.machine.transportConnected(id, now: h.now, into: &h.actions)
+        h.record()
+        #expect(h.take() == [.openTransport])
+        #expect(h.machine.connectionState == .connectingTransport)
+    }
+
+    // MARK: One inbound entry point
+
+    @Test func receivedPacketHandlesEveryBrokerPacket() throws {
+        var h = Harness()
+        try h.connect()
+        h.transportConnected()
+        _ = h.take()
+        h.received(.connack(ConnAckPacket()))
+        #expect(h.take() == [.connected(sessionPresent: false)])
+        try h.publish("a", qos: .atLeastOnce, token: 1)
+        try h.publish("b", qos: .exactlyOnce, token: 2)
+        try h.subscribe([TopicSubscription(filter: "s", qos: .atLeastOnce)], token: 3)
+        try h.unsubscribe(["s"], token: 4)
+        _ = h.take()
+        h.received(.puback(1))
+        h.received(.pubrec(2))
+        h.received(.pubcomp(2))
+        h.received(.suback(SubAckPacket(packetID: 3, returnCodes: [.granted(.atLeastOnce)])))
+        h.received(.unsuback(4))
+        h.received(.pingresp)
+        h.received(.pubrel(9))
+        #expect(h.take() == [
+            .published(MQTTRequestToken(1), packetID: 1, qos: .atLeastOnce),
+            .send(.pubrel(packetID: 2)),
+            .published(MQTTRequestToken(2), packetID: 2, qos: .exactlyOnce),
+            .subscribed(MQTTRequestToken(3), filters: [TopicSubscription(filter: "s", qos: .atLeastOnce)], codes: [.granted(.atLeastOnce)]),
+            .unsubscribed(MQTTRequestToken(4), packetID: 4),
+            .send(.pubcomp(packetID: 9)),
+        ])
+        let topic: [UInt8] = Array("m".utf8)
+        let payload: [UInt8] = [5]
+        topic.withUnsafeBytes { t in
+            payload.withUnsafeBytes { p in
+                h.received(.publish(PublishView(topic: t, payload: p, qos: .atLeastOnce, retain: false, dup: false, packetID: 7)))
+            }
+        }
+        #expect(h.take() == [.deliver(topic: "m", payload: [5], qos: .atLeastOnce, packetID: 7, dup: false), .send(.puback(packetID: 7))])
+        h.oversize(qos: .exactlyOnce, packetID: 8)
+        h.oversize(qos: .exactlyOnce, packetID: 8)
+        #expect(h.take() == [
+            .deliverOversized(topic: "big", prefix: [1, 2], total: 1_000, qos: .exactlyOnce, packetID: 8), .send(.pubrec(packetID: 8)),
+            .send(.pubrec(packetID: 8)),
+        ])
+    }
+
+    static var clientOnlyPackets: [InboundPacket] {
+        [
+            .pingreq, .disconnect, .connect(ConnectPacket(clientID: "x")),
+            .subscribe(SubscribePacket(packetID: 1, subscriptions: [TopicSubscription(filter: "a", qos: .atMostOnce)])),
+            .unsubscribe(UnsubscribePacket(packetID: 1, filters: ["a"])),
+        ]
+    }
+
+    @Test func clientOnlyPacketsThroughTheEntryPointFailOrEndTheConnection() throws {
+        for packet in Self.clientOnlyPackets {
+            let type = packet.type
+            var h = Harness(reconnect: ReconnectBackoff())
+            try h.connect()
+            h.transportConnected()
+            _ = h.take()
+            let attempt = h.transport
+            h.received(packet)
+            #expect(h.take() == [.closeTransport, .connectFailed(.notConnAck(type), willRetry: true)])
+            #expect(h.closed == [attempt])
+
+            var c = Harness()
+            try c.establish()
+            c.received(packet)
+            #expect(c.take() == [.closeTransport, .offline(.protocolError(.unexpectedPacket(type)), willReconnect: false)])
+            #expect(c.closed == [c.transport])
+        }
+    }
+
+    @Test func connAckWhileConnectedAndPublishBeforeConnAckAreProtocolErrors() throws {
+        var h = Harness()
+        try h.establish()
+        h.received(.connack(ConnAckPacket()))
+        #expect(h.take() == [.closeTransport, .offline(.protocolError(.unexpectedPacket(.connack)), willReconnect: false)])
+
+        var p = Harness()
+        try p.connect()
+        p.transportConnected()
+        _ = p.take()
+        let topic: [UInt8] = [0x74]
+        topic.withUnsafeBytes { t in
+            p.received(.publish(PublishView(topic: t, payload: t, qos: .atMostOnce, retain: false, dup: false, packetID: 0)))
+        }
+        #expect(p.take() == [.closeTransport, .connectFailed(.notConnAck(.publish), willRetry: false)])
+        // Leftovers after the attempt ended are ignored.
+        p.received(.puback(1))
+        p.received(.pingreq)
+        #expect(p.take() == [])
+    }
 }

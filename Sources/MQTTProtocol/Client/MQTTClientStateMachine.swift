@@ -69,6 +69,9 @@ public struct MQTTClientStateMachine: Sendable {
     /// The CONNECT of the current attempt or connection.
     var sentConnect: ConnectPacket
     var keepalive = KeepaliveClock()
+    /// The transport of the current attempt or connection; nil once it failed or was closed.
+    var transport: MQTTTransportID?
+    var transportCounter: UInt64 = 0
     var armed: MQTTTimerDeadline?
     var generation: UInt64 = 0
 
@@ -233,11 +236,11 @@ public struct MQTTClientStateMachine: Sendable {
             return
         case .connected:
             send(.disconnect, now: now, into: &actions)
-            actions.append(.closeTransport)
+            appendCloseTransport(into: &actions)
             state = .idle
             actions.append(.offline(.closedByUser, willReconnect: false))
         case .connectingTransport, .awaitingConnAck:
-            actions.append(.closeTransport)
+            appendCloseTransport(into: &actions)
             state = .idle
             actions.append(.connectFailed(.closedByUser, willRetry: false))
         case .waitingToReconnect:
@@ -366,35 +369,44 @@ public struct MQTTClientStateMachine: Sendable {
 
     // MARK: Transport and timer events
 
-    /// The transport came up: CONNECT is sent and the CONNACK timeout starts.
+    /// The transport `id` came up: CONNECT is sent and the CONNACK timeout starts.
     ///
-    /// Ignored unless an attempt waits for its transport (a late report after a close).
+    /// Ignored unless `id` is the current transport and the attempt waits for it (a stale
+    /// connect completion, a late report after a close).
     ///
     /// - Parameters:
+    ///   - id: The transport, from ``MQTTClientAction/openTransport(_:)``.
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
-    public mutating func transportConnected(now: MQTTInstant, into actions: inout MQTTClientActions) {
-        guard case .connectingTransport = state else { return }
+    public mutating func transportConnected(_ id: MQTTTransportID, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        guard id == transport, case .connectingTransport = state else { return }
         keepalive = KeepaliveClock(lastSent: now, lastReceived: now, pingSentAt: nil)
         state = .awaitingConnAck(deadline: now + connectTimeout)
         send(.connect(sentConnect), now: now, into: &actions)
         updateDeadline()
     }
 
-    /// The transport failed to come up or went down.
+    /// The transport `id` failed to come up (including when it could not even be created, for
+    /// example no TLS engine) or went down.
     ///
-    /// During an attempt this fails the attempt with `failure`; when connected it ends the
-    /// connection (``MQTTClientAction/offline(_:willReconnect:)``). Ignored when the machine is
-    /// already idle or waiting to reconnect (for example the close that follows
-    /// ``MQTTClientAction/closeTransport``).
+    /// During an attempt this fails the attempt with `failure`
+    /// (``MQTTClientAction/connectFailed(_:willRetry:)``); when connected it ends the connection
+    /// (``MQTTClientAction/offline(_:willReconnect:)``). Ignored when `id` is not the current
+    /// transport (the close that follows ``MQTTClientAction/closeTransport(_:)``, a late report
+    /// of an older transport) or the machine is idle or waiting to reconnect.
     ///
     /// - Parameters:
+    ///   - id: The transport, from ``MQTTClientAction/openTransport(_:)``.
     ///   - failure: What happened, mapped by the transport layer.
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
-    public mutating func transportFailed(_ failure: MQTTConnectionFailure, now: MQTTInstant, into actions: inout MQTTClientActions) {
+    public mutating func transportFailed(
+        _ id: MQTTTransportID, _ failure: MQTTConnectionFailure, now: MQTTInstant, into actions: inout MQTTClientActions
+    ) {
+        guard id == transport else { return }
         switch state {
         case .connectingTransport, .awaitingConnAck, .connected:
+            transport = nil  // gone by itself: nothing to close
             connectionEnded(failure, closeTransport: false, now: now, into: &actions)
             updateDeadline()
         case .idle, .waitingToReconnect:
@@ -545,7 +557,10 @@ public struct MQTTClientStateMachine: Sendable {
         }
         sentConnect = packet
         state = .connectingTransport(deadline: now + connectTimeout)
-        actions.append(.openTransport)
+        transportCounter &+= 1
+        let id = MQTTTransportID(rawValue: transportCounter)
+        transport = id
+        actions.append(.openTransport(id))
     }
 
     /// Ends an attempt or a connection; schedules a reconnect or fails what is outstanding.
@@ -556,7 +571,7 @@ public struct MQTTClientStateMachine: Sendable {
         into actions: inout MQTTClientActions
     ) {
         let wasConnected = isConnected
-        if closeTransport { actions.append(.closeTransport) }
+        if closeTransport { appendCloseTransport(into: &actions) }
         keepalive.pingSentAt = nil
         // Requests sent on this connection go out again on the next one.
         for id in controls.keys { controls[id]?.sent = false }
@@ -579,6 +594,13 @@ public struct MQTTClientStateMachine: Sendable {
         if !retry {
             failOutstanding(.connectionLost(failure), into: &actions)
         }
+    }
+
+    /// Asks to close the current transport, which is forgotten: its later reports are ignored.
+    mutating func appendCloseTransport(into actions: inout MQTTClientActions) {
+        guard let id = transport else { return }
+        transport = nil
+        actions.append(.closeTransport(id))
     }
 
     /// Fails every outstanding request, in the order they were made, and forgets the session's
