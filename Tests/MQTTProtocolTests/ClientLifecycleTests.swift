@@ -290,4 +290,69 @@ import Testing
         p.received(.pingreq)
         #expect(p.take() == [])
     }
+
+    // MARK: Writability
+
+    @Test func anUnwritableTransportHoldsNewPublishesAndTheWindowUntilItDrains() throws {
+        var h = Harness(window: 2, maxQueued: 4)
+        try h.establish()
+        #expect(h.machine.isTransportWritable)
+        try h.publish("w1", qos: .atLeastOnce, token: 1)
+        h.writable(false)
+        #expect(!h.machine.isTransportWritable)
+        try h.publish("z1", qos: .atMostOnce, token: 2)
+        try h.publish("w2", qos: .atLeastOnce, token: 3)
+        try h.publish("z2", qos: .atMostOnce, token: 4)
+        let direct = h.machine.beginDirectQoS0Publish(now: h.now)
+        #expect(!direct)
+        #expect(h.machine.queuedMessageCount == 3)
+        // Acknowledgements still flow; a freed slot is not refilled while unwritable.
+        h.receive(topic: "in", payload: [1], qos: .atLeastOnce, packetID: 5)
+        h.puback(1)
+        #expect(h.take() == [
+            .send(.publish(PublishPacket(topic: "w1", payload: [1, 2, 3], qos: .atLeastOnce, packetID: 1))),
+            .deliver(topic: "in", payload: [1], qos: .atLeastOnce, packetID: 5, dup: false), .send(.puback(packetID: 5)),
+            .published(MQTTRequestToken(1), packetID: 1, qos: .atLeastOnce),
+        ])
+        // Same bounds and flow-control rule while held.
+        try h.publish("w3", qos: .atLeastOnce, token: 6)
+        #expect(throws: MQTTClientError.sendQueueFull(messages: 4, bytes: 4 * 5)) { try h.publish("w4", qos: .atLeastOnce, token: 7) }
+        try h.publish("w5", qos: .atLeastOnce, token: 8, whenFull: .wait)
+        #expect(h.machine.waitingPublishCount == 1)
+        // Writable again: drained in order, QoS 0 completing right after its send; the window
+        // (2) holds w2 and w3, w5 moves into the queue.
+        h.writable(true)
+        #expect(h.take() == [
+            .send(.publish(PublishPacket(topic: "z1", payload: [1, 2, 3], qos: .atMostOnce))),
+            .published(MQTTRequestToken(2), packetID: 0, qos: .atMostOnce),
+            .send(.publish(PublishPacket(topic: "w2", payload: [1, 2, 3], qos: .atLeastOnce, packetID: 2))),
+            .send(.publish(PublishPacket(topic: "z2", payload: [1, 2, 3], qos: .atMostOnce))),
+            .published(MQTTRequestToken(4), packetID: 0, qos: .atMostOnce),
+            .send(.publish(PublishPacket(topic: "w3", payload: [1, 2, 3], qos: .atLeastOnce, packetID: 3))),
+        ])
+        #expect(h.machine.queuedMessageCount == 1 && h.machine.waitingPublishCount == 0)
+        let directAgain = h.machine.beginDirectQoS0Publish(now: h.now)
+        #expect(directAgain)
+        // Reported twice: nothing more.
+        h.writable(true)
+        #expect(h.take() == [])
+    }
+
+    @Test func aNewTransportStartsWritable() throws {
+        var h = Harness(reconnect: ReconnectBackoff())
+        try h.establish()
+        h.writable(false)
+        try h.publish("held", qos: .atMostOnce, token: 1)
+        h.transportFailed(.closedByPeer)
+        // While no transport is up, reports are ignored.
+        h.writable(false)
+        h.advanceToNextAttempt()
+        #expect(h.machine.isTransportWritable)
+        h.transportConnected()
+        h.connack()
+        // The QoS 0 queued while unwritable survives the loss and goes out on the new transport.
+        #expect(h.take().contains(.published(MQTTRequestToken(1), packetID: 0, qos: .atMostOnce)))
+        try h.publish("now", qos: .atLeastOnce)
+        #expect(h.sent.compactMap(\.publish?.topic) == ["now"])
+    }
 }

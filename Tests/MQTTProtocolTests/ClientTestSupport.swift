@@ -187,10 +187,23 @@ struct Harness {
         record()
     }
 
-    mutating func publish(_ topic: String, _ payload: [UInt8] = [1, 2, 3], qos: QoS, token: UInt64? = nil, retain: Bool = false) throws(MQTTClientError) {
+    mutating func publish(
+        _ topic: String, _ payload: [UInt8] = [1, 2, 3], qos: QoS, token: UInt64? = nil, retain: Bool = false,
+        whenFull: MQTTPublishFlowControl = .fail
+    ) throws(MQTTClientError) {
         let message = PublishPacket(topic: topic, payload: payload, qos: qos, retain: retain)
         defer { record() }
-        try machine.publish(message, token: token.map { MQTTRequestToken($0) }, now: now, into: &actions)
+        try machine.publish(message, token: token.map { MQTTRequestToken($0) }, whenFull: whenFull, now: now, into: &actions)
+    }
+
+    mutating func cancel(_ token: UInt64) {
+        machine.cancel(MQTTRequestToken(token), now: now, into: &actions)
+        record()
+    }
+
+    mutating func writable(_ writable: Bool) {
+        machine.transportWritabilityChanged(writable, now: now, into: &actions)
+        record()
     }
 
     @discardableResult

@@ -64,3 +64,17 @@ public struct MQTTClientConfiguration: Sendable {
         self.jitterSeed = jitterSeed
     }
 }
+
+/// What ``MQTTClientStateMachine/publish(_:token:whenFull:now:into:)`` does when the send
+/// queue is at its bound (``MQTTClientConfiguration/maxQueuedMessages`` or
+/// ``MQTTClientConfiguration/maxQueuedBytes``).
+public enum MQTTPublishFlowControl: Sendable, Hashable {
+    /// Throw ``MQTTClientError/sendQueueFull(messages:bytes:)`` (connected) or
+    /// ``MQTTClientError/offlineQueueFull(messages:bytes:)`` (connecting, waiting to reconnect).
+    case fail
+    /// Keep the message in a FIFO of waiting publishers (each entry is a caller suspended on
+    /// its token, not counted toward the queue's bounds), moved into the queue in order as
+    /// soon as room appears. ``MQTTClientStateMachine/cancel(_:now:into:)`` withdraws one; a
+    /// close or a final loss fails them with the other requests.
+    case wait
+}

@@ -375,7 +375,7 @@ extension MQTTClientStateMachine {
                 packet.packetID = 0
                 let size = packet.topic.utf8.count + packet.payload.count
                 // Already accepted once: put back in front, past the queue's bound if need be.
-                queue.prepend(QueuedMessage(message: packet, token: outgoing.token, size: size))
+                queue.prepend(QueuedMessage(message: packet, token: outgoing.token, size: size, wasSent: true))
                 queuedBytes += size
             }
         }

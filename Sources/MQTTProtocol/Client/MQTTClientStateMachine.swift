@@ -78,6 +78,10 @@ public struct MQTTClientStateMachine: Sendable {
     var inflight: InflightTable
     var queue: ClientRing<QueuedMessage>
     var queuedBytes = 0
+    /// Publishers waiting for room in the queue (``MQTTPublishFlowControl/wait``), in order.
+    var waiting: ClientRing<QueuedMessage>
+    /// False while the executor's outbound bytes are above its high-water mark.
+    var writable = true
     var controls: [UInt16: PendingControl] = [:]
     var subscriptions: [TopicSubscription] = []
     var inboundQoS2 = PacketIDSet()
@@ -106,6 +110,7 @@ public struct MQTTClientStateMachine: Sendable {
         maximumOutgoingPacketSize = min(max(0, configuration.maximumOutgoingPacketSize), MQTTEncoder.maximumPacketSize)
         inflight = InflightTable(capacity: min(max(configuration.inflightWindow, 1), 65_535))
         queue = ClientRing(initialCapacity: min(max(configuration.maxQueuedMessages, 4), 64))
+        waiting = ClientRing(initialCapacity: 4)
         jitter = JitterGenerator(seed: configuration.jitterSeed)
         controls.reserveCapacity(16)
     }
@@ -140,6 +145,12 @@ public struct MQTTClientStateMachine: Sendable {
     public var queuedMessageCount: Int { queue.count }
     /// Topic-plus-payload bytes of the waiting messages.
     public var queuedByteCount: Int { queuedBytes }
+    /// Publishers waiting for room in the queue (``MQTTPublishFlowControl/wait``); not counted
+    /// in ``queuedMessageCount`` / ``queuedByteCount``.
+    public var waitingPublishCount: Int { waiting.count }
+    /// Whether the transport takes more bytes (see ``transportWritabilityChanged(_:now:into:)``);
+    /// true for a new transport.
+    public var isTransportWritable: Bool { writable }
     /// SUBSCRIBE / UNSUBSCRIBE requests awaiting their acknowledgement (or the connection).
     public var pendingRequestCount: Int { controls.count }
     /// Received QoS 2 message ids awaiting PUBREL.
@@ -252,27 +263,39 @@ public struct MQTTClientStateMachine: Sendable {
 
     /// Publishes a message.
     ///
-    /// Connected: QoS 0 is sent at once (never held behind the window) and completes when
-    /// handed to the transport; QoS 1 / 2 gets the next unused packet id and is sent when the
-    /// window has room and nothing waits before it, otherwise it waits in the queue
-    /// [MQTT-4.3.2-1], [MQTT-4.3.3-1]. Connecting or waiting to reconnect: the message waits in
-    /// the same queue and goes out after the next CONNACK. The message's `dup` and `packetID`
-    /// are ignored (the machine sets them).
+    /// Connected and writable: QoS 0 is sent at once (never held behind the window) and
+    /// completes when handed to the transport; QoS 1 / 2 gets the next unused packet id and is
+    /// sent when the window has room and nothing waits before it, otherwise it waits in the
+    /// queue [MQTT-4.3.2-1], [MQTT-4.3.3-1]. Connected but not writable
+    /// (``transportWritabilityChanged(_:now:into:)``): any QoS waits in the queue, drained in
+    /// order when writable again. Connecting or waiting to reconnect: the message waits in the
+    /// same queue and goes out after the next CONNACK. The message's `dup` and `packetID` are
+    /// ignored (the machine sets them).
+    ///
+    /// When the queue is at its bound, `whenFull` decides: ``MQTTPublishFlowControl/fail``
+    /// throws, ``MQTTPublishFlowControl/wait`` keeps the message among the waiting publishers
+    /// (``waitingPublishCount``), which move into the queue in order as room appears. A `.wait`
+    /// publish also waits behind earlier waiting publishers; a `.fail` one that fits is queued
+    /// even while others wait.
     ///
     /// - Parameters:
     ///   - message: The message; its topic and payload are retained, not copied.
     ///   - token: Returned with the completion or failure; nil when nobody waits for it.
+    ///   - whenFull: What to do when the queue is full; default ``MQTTPublishFlowControl/fail``.
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
     /// - Throws: ``MQTTClientError/packetTooLarge(size:limit:)`` when the encoded PUBLISH
     ///   (``MQTTEncoder/publishPacketSize(topicByteCount:payloadCount:qos:)``) is above
     ///   ``maximumOutgoingPacketSize`` or cannot be framed (nothing is queued, no packet id is
     ///   taken); ``MQTTClientError/notConnected`` when idle (never connected, closed, or lost
-    ///   with reconnect off); ``MQTTClientError/offlineQueueFull(messages:bytes:)`` /
-    ///   ``MQTTClientError/sendQueueFull(messages:bytes:)`` when the queue is at its bound.
+    ///   with reconnect off); ``MQTTClientError/closed`` during a graceful disconnect;
+    ///   ``MQTTClientError/offlineQueueFull(messages:bytes:)`` /
+    ///   ``MQTTClientError/sendQueueFull(messages:bytes:)`` when the queue is at its bound and
+    ///   `whenFull` is ``MQTTPublishFlowControl/fail``.
     public mutating func publish(
         _ message: PublishPacket,
         token: MQTTRequestToken?,
+        whenFull: MQTTPublishFlowControl = .fail,
         now: MQTTInstant,
         into actions: inout MQTTClientActions
     ) throws(MQTTClientError) {
@@ -283,30 +306,107 @@ public struct MQTTClientStateMachine: Sendable {
         case .idle:
             throw .notConnected
         case .connected:
-            if message.qos == .atMostOnce {
-                sendQoS0(message, token: token, now: now, into: &actions)
-                return
+            if writable {
+                if message.qos == .atMostOnce {
+                    sendQoS0(message, token: token, now: now, into: &actions)
+                    return
+                }
+                if queue.isEmpty && !inflight.isFull, let id = allocatePacketID() {
+                    startOutgoing(message, token: token, id: id, now: now, into: &actions)
+                    return
+                }
             }
-            if queue.isEmpty && !inflight.isFull, let id = allocatePacketID() {
-                startOutgoing(message, token: token, id: id, now: now, into: &actions)
-                return
-            }
-            try enqueue(message, token: token, offline: false)
+            try enqueue(message, token: token, offline: false, whenFull: whenFull)
         case .connectingTransport, .awaitingConnAck, .waitingToReconnect:
-            try enqueue(message, token: token, offline: true)
+            try enqueue(message, token: token, offline: true, whenFull: whenFull)
         }
+    }
+
+    /// Withdraws a request, or stops waiting for it.
+    ///
+    /// - A publish still waiting (in the queue, never written on any connection, or among the
+    ///   waiting publishers) is removed, its bytes leave the queue's count, and it is never
+    ///   sent.
+    /// - A QoS 1 / 2 publish written at least once stays in the session: the broker may have
+    ///   it, so it is resent and completed as the protocol requires [MQTT-4.4.0-1], but its
+    ///   token is detached: its later ``MQTTClientAction/publishCompleted(_:packetID:qos:)``
+    ///   carries nil.
+    /// - A SUBSCRIBE / UNSUBSCRIBE not yet sent is withdrawn; one already sent keeps its packet
+    ///   id until its acknowledgement (so ``activeSubscriptions`` stays right), which then
+    ///   completes with a nil token.
+    ///
+    /// In every case ``MQTTClientAction/requestFailed(_:_:)`` with ``MQTTClientError/cancelled``
+    /// follows at once. Room freed in the queue lets waiting publishers in. An unknown token
+    /// (completed, failed or cancelled already) does nothing.
+    ///
+    /// - Parameters:
+    ///   - token: The request's token (compared by ``MQTTRequestToken/rawValue``).
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func cancel(_ token: MQTTRequestToken, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        if let index = waiting.firstIndex(where: { $0.token == token }) {
+            waiting.remove(at: index)
+        } else if let index = queue.firstIndex(where: { $0.token == token }) {
+            if queue[index].wasSent {
+                queue[index].token = nil
+            } else {
+                queuedBytes -= queue.remove(at: index).size
+                drainQueue(now: now, into: &actions)
+            }
+        } else if inflight.detachToken(token) {
+            // Stays in the session; completes with no token.
+        } else if let (id, control) = controls.first(where: { $0.value.token == token }) {
+            if control.everSent {
+                controls[id]?.token = nil
+            } else {
+                controls[id] = nil
+            }
+        } else {
+            return
+        }
+        actions.append(.requestFailed(token, .cancelled))
+        updateDeadline()
+    }
+
+    /// The transport's outbound side filled above the executor's high-water mark (`false`) or
+    /// drained below its low-water mark (`true`).
+    ///
+    /// While not writable, new publishes of any QoS are queued instead of sent (same queue,
+    /// same bounds and ``MQTTPublishFlowControl`` rule), the in-flight window is not refilled
+    /// from the queue, and ``beginDirectQoS0Publish(now:)`` answers false. Acknowledgements,
+    /// PINGREQ, SUBSCRIBE / UNSUBSCRIBE and DISCONNECT still go out (they are small). When
+    /// writable again, the queue drains in order, QoS 0 included, into the window. A new
+    /// transport starts writable. Ignored when no transport is up (idle, waiting to reconnect).
+    ///
+    /// - Parameters:
+    ///   - writable: Whether the transport takes more bytes.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out (the drained messages).
+    public mutating func transportWritabilityChanged(_ writable: Bool, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        switch state {
+        case .idle, .waitingToReconnect:
+            return
+        case .connectingTransport, .awaitingConnAck, .connected:
+            break
+        }
+        guard writable != self.writable else { return }
+        self.writable = writable
+        if writable { drainQueue(now: now, into: &actions) }
     }
 
     /// Asks whether the caller may encode and write a QoS 0 PUBLISH itself, straight from its
     /// own topic and payload bytes, without building a ``PublishPacket``.
     ///
-    /// Returns true when connected; the machine then counts the write for the keepalive. When
-    /// false, call ``publish(_:token:now:into:)`` instead (it queues or throws).
+    /// Returns true when connected and writable; the machine then counts the write for the
+    /// keepalive. When false, call ``publish(_:token:whenFull:now:into:)`` instead (it queues
+    /// or throws). The caller checks the size itself
+    /// (``MQTTEncoder/publishPacketSize(topicByteCount:payloadCount:qos:)`` against
+    /// ``maximumOutgoingPacketSize``).
     ///
     /// - Parameter now: The current instant.
     /// - Returns: Whether to write the PUBLISH now.
     public mutating func beginDirectQoS0Publish(now: MQTTInstant) -> Bool {
-        guard isConnected else { return false }
+        guard isConnected && writable else { return false }
         keepalive.lastSent = now
         return true
     }
@@ -560,6 +660,7 @@ public struct MQTTClientStateMachine: Sendable {
         transportCounter &+= 1
         let id = MQTTTransportID(rawValue: transportCounter)
         transport = id
+        writable = true  // a new transport starts writable
         actions.append(.openTransport(id))
     }
 
@@ -618,6 +719,9 @@ public struct MQTTClientStateMachine: Sendable {
             if let token = queued.token { actions.append(.requestFailed(token, error)) }
         }
         queuedBytes = 0
+        while let waiter = waiting.popFirst() {
+            if let token = waiter.token { actions.append(.requestFailed(token, error)) }
+        }
         subscriptions.removeAll()
     }
 
@@ -700,33 +804,60 @@ public struct MQTTClientStateMachine: Sendable {
         send(.publish(packet), now: now, into: &actions)
     }
 
-    mutating func enqueue(_ message: PublishPacket, token: MQTTRequestToken?, offline: Bool) throws(MQTTClientError) {
+    mutating func enqueue(
+        _ message: PublishPacket, token: MQTTRequestToken?, offline: Bool, whenFull: MQTTPublishFlowControl
+    ) throws(MQTTClientError) {
         let size = message.topic.utf8.count + message.payload.count
-        guard queue.count < maxQueuedMessages, queuedBytes + size <= maxQueuedBytes else {
-            if offline { throw .offlineQueueFull(messages: queue.count, bytes: queuedBytes) }
-            throw .sendQueueFull(messages: queue.count, bytes: queuedBytes)
-        }
         var packet = message
         packet.dup = false
         packet.packetID = 0
+        let fits = queue.count < maxQueuedMessages && queuedBytes + size <= maxQueuedBytes
+        if whenFull == .wait && (!fits || !waiting.isEmpty) {
+            waiting.append(QueuedMessage(message: packet, token: token, size: size))
+            return
+        }
+        guard fits else {
+            if offline { throw .offlineQueueFull(messages: queue.count, bytes: queuedBytes) }
+            throw .sendQueueFull(messages: queue.count, bytes: queuedBytes)
+        }
         queue.append(QueuedMessage(message: packet, token: token, size: size))
         queuedBytes += size
     }
 
-    /// Moves waiting messages into the window while it has room, in queue order.
+    /// Sends waiting messages, in queue order, while connected, writable and the window has
+    /// room (QoS 0 needs no room); then the waiting publishers the same way once the queue is
+    /// empty; then moves waiting publishers into the queue while it has room.
     mutating func drainQueue(now: MQTTInstant, into actions: inout MQTTClientActions) {
-        guard isConnected else { return }
-        while let first = queue.first {
-            if first.message.qos == .atMostOnce {
+        if isConnected && writable {
+            while let first = queue.first {
+                if first.message.qos == .atMostOnce {
+                    _ = queue.popFirst()
+                    queuedBytes -= first.size
+                    sendQoS0(first.message, token: first.token, now: now, into: &actions)
+                    continue
+                }
+                guard !inflight.isFull, let id = allocatePacketID() else { break }
                 _ = queue.popFirst()
                 queuedBytes -= first.size
-                sendQoS0(first.message, token: first.token, now: now, into: &actions)
-                continue
+                startOutgoing(first.message, token: first.token, id: id, now: now, into: &actions)
             }
-            guard !inflight.isFull, let id = allocatePacketID() else { return }
-            _ = queue.popFirst()
-            queuedBytes -= first.size
-            startOutgoing(first.message, token: first.token, id: id, now: now, into: &actions)
+            if queue.isEmpty {
+                while let first = waiting.first {
+                    if first.message.qos == .atMostOnce {
+                        _ = waiting.popFirst()
+                        sendQoS0(first.message, token: first.token, now: now, into: &actions)
+                        continue
+                    }
+                    guard !inflight.isFull, let id = allocatePacketID() else { break }
+                    _ = waiting.popFirst()
+                    startOutgoing(first.message, token: first.token, id: id, now: now, into: &actions)
+                }
+            }
+        }
+        while let first = waiting.first, queue.count < maxQueuedMessages, queuedBytes + first.size <= maxQueuedBytes {
+            _ = waiting.popFirst()
+            queue.append(first)
+            queuedBytes += first.size
         }
     }
 

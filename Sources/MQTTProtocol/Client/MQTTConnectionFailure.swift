@@ -131,6 +131,8 @@ public enum MQTTClientError: Error, Sendable, Hashable {
     /// The request was outstanding when the user closed the client, or was made while a
     /// graceful disconnect is under way.
     case closed
+    /// The caller cancelled the request (``MQTTClientStateMachine/cancel(_:now:into:)``).
+    case cancelled
     /// The request was outstanding when the connection ended and no reconnect follows.
     case connectionLost(MQTTConnectionFailure)
 }
