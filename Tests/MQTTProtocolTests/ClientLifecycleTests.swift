@@ -355,4 +355,165 @@ import Testing
         try h.publish("now", qos: .atLeastOnce)
         #expect(h.sent.compactMap(\.publish?.topic) == ["now"])
     }
+
+    // MARK: Graceful disconnect
+
+    /// Connected, with two received QoS 2 messages awaiting PUBREL and a QoS 1 publish in flight.
+    static func withPendingReleases(reconnect: ReconnectBackoff? = nil) throws -> Harness {
+        var h = Harness(keepAlive: 60, reconnect: reconnect)
+        try h.establish()
+        h.receive(topic: "q2", payload: [1], qos: .exactlyOnce, packetID: 10)
+        h.receive(topic: "q2", payload: [2], qos: .exactlyOnce, packetID: 11)
+        try h.publish("out", qos: .atLeastOnce, token: 1)
+        _ = h.take()
+        #expect(h.machine.awaitingReleaseCount == 2)
+        return h
+    }
+
+    @Test func disconnectWaitsForThePendingPubRelsThenClosesLikeClose() throws {
+        var h = try Self.withPendingReleases(reconnect: ReconnectBackoff())
+        h.disconnect(drainTimeout: .seconds(5))
+        #expect(h.take() == [])
+        #expect(h.machine.connectionState == .disconnecting)
+        // No new requests; connect is a misuse.
+        #expect(throws: MQTTClientError.closed) { try h.publish("x", qos: .atMostOnce) }
+        #expect(throws: MQTTClientError.closed) { try h.publish("x", qos: .atLeastOnce, whenFull: .wait) }
+        #expect(throws: MQTTClientError.closed) { try h.subscribe([TopicSubscription(filter: "a", qos: .atMostOnce)]) }
+        #expect(throws: MQTTClientError.closed) { try h.unsubscribe(["a"]) }
+        #expect(throws: MQTTClientError.alreadyConnected) { try h.connect() }
+        let direct = h.machine.beginDirectQoS0Publish(now: h.now)
+        #expect(!direct)
+        // The protocol still runs: a PUBACK completes, a PUBREL is answered.
+        h.puback(1)
+        h.pubrel(10)
+        #expect(h.take() == [.published(MQTTRequestToken(1), packetID: 1, qos: .atLeastOnce), .send(.pubcomp(packetID: 10))])
+        #expect(h.machine.connectionState == .disconnecting)
+        // The last PUBREL: PUBCOMP, then DISCONNECT and the close, as `close` does.
+        h.pubrel(11)
+        #expect(h.take() == [
+            .send(.pubcomp(packetID: 11)), .send(.disconnect), .closeTransport, .offline(.closedByUser, willReconnect: false),
+            .disconnected,
+        ])
+        #expect(h.machine.connectionState == .idle)
+        #expect(h.machine.deadline == nil)
+        #expect(h.closed == [h.transport])
+        // No reconnect, and the machine connects again afterwards.
+        h.advance(by: .seconds(60))
+        #expect(h.take() == [])
+        try h.establish()
+        #expect(h.machine.connectionState == .connected)
+    }
+
+    @Test func disconnectFailsOutstandingRequestsLikeClose() throws {
+        var h = Harness(window: 1, maxQueued: 1, reconnect: ReconnectBackoff())
+        try h.establish()
+        h.receive(topic: "q2", payload: [1], qos: .exactlyOnce, packetID: 10)
+        try h.publish("a", qos: .atLeastOnce, token: 1)
+        try h.publish("b", qos: .atLeastOnce, token: 2)
+        try h.publish("c", qos: .atLeastOnce, token: 3, whenFull: .wait)
+        try h.subscribe([TopicSubscription(filter: "s", qos: .atMostOnce)], token: 4)
+        _ = h.take()
+        h.disconnect(drainTimeout: .seconds(5))
+        // A PUBACK frees the window, but the queue is not drained while disconnecting.
+        h.puback(1)
+        #expect(h.take() == [.published(MQTTRequestToken(1), packetID: 1, qos: .atLeastOnce)])
+        h.pubrel(10)
+        #expect(h.take() == [
+            .send(.pubcomp(packetID: 10)), .send(.disconnect), .closeTransport, .offline(.closedByUser, willReconnect: false),
+            .failed(MQTTRequestToken(4), .closed), .failed(MQTTRequestToken(2), .closed), .failed(MQTTRequestToken(3), .closed),
+            .disconnected,
+        ])
+    }
+
+    @Test func disconnectGivesUpWaitingAtTheDeadline() throws {
+        var h = try Self.withPendingReleases()
+        h.disconnect(drainTimeout: .seconds(5))
+        #expect(h.machine.deadline?.at == h.now + .seconds(5))
+        h.pubrel(10)
+        _ = h.take()
+        h.advance(by: .seconds(5) - .nanoseconds(1))
+        #expect(h.take() == [])
+        #expect(h.machine.connectionState == .disconnecting)
+        h.advance(by: .nanoseconds(1))
+        #expect(h.take() == [
+            .send(.disconnect), .closeTransport, .offline(.closedByUser, willReconnect: false),
+            .failed(MQTTRequestToken(1), .closed), .disconnected,
+        ])
+        #expect(h.machine.connectionState == .idle)
+        // The unreleased id is kept: the next CONNACK decides, as after a close.
+        #expect(h.machine.awaitingReleaseCount == 1)
+
+        // A second call can only bring the deadline closer; a zero timeout ends it now.
+        var s = try Self.withPendingReleases()
+        s.disconnect(drainTimeout: .seconds(5))
+        s.disconnect(drainTimeout: .seconds(50))
+        #expect(s.machine.deadline?.at == s.now + .seconds(5))
+        s.disconnect(drainTimeout: .seconds(2))
+        #expect(s.machine.deadline?.at == s.now + .seconds(2))
+        s.disconnect(drainTimeout: .zero)
+        #expect(s.take().suffix(2) == [.failed(MQTTRequestToken(1), .closed), .disconnected])
+        #expect(s.machine.connectionState == .idle)
+
+        // The keepalive still runs while waiting.
+        var k = Harness(keepAlive: 10)
+        try k.establish()
+        k.receive(topic: "q2", payload: [1], qos: .exactlyOnce, packetID: 10)
+        _ = k.take()
+        k.disconnect(drainTimeout: .seconds(30))
+        k.advance(by: .seconds(10))
+        #expect(k.take() == [.send(.pingreq)])
+    }
+
+    @Test func disconnectWithNothingAwaitingIsCloseThenDisconnected() throws {
+        var h = Harness()
+        try h.establish()
+        try h.publish("out", qos: .atLeastOnce, token: 1)
+        _ = h.take()
+        h.disconnect(drainTimeout: .seconds(5))
+        #expect(h.take() == [
+            .send(.disconnect), .closeTransport, .offline(.closedByUser, willReconnect: false),
+            .failed(MQTTRequestToken(1), .closed), .disconnected,
+        ])
+        // Not connected at all: at once.
+        h.disconnect(drainTimeout: .seconds(5))
+        #expect(h.take() == [.disconnected])
+        var c = Harness(reconnect: ReconnectBackoff())
+        try c.connect()
+        c.transportConnected()
+        _ = c.take()
+        c.disconnect(drainTimeout: .seconds(5))
+        #expect(c.take() == [.closeTransport, .connectFailed(.closedByUser, willRetry: false), .disconnected])
+        // Awaiting PUBREL but a zero timeout: at once too.
+        var z = try Self.withPendingReleases()
+        z.disconnect(drainTimeout: .zero)
+        #expect(z.take().last == .disconnected)
+        #expect(z.machine.connectionState == .idle)
+    }
+
+    @Test func aLossOrACloseWhileDisconnectingEndsIt() throws {
+        var h = try Self.withPendingReleases(reconnect: ReconnectBackoff())
+        h.disconnect(drainTimeout: .seconds(5))
+        h.transportFailed(.closedByPeer)
+        #expect(h.take() == [.offline(.closedByPeer, willReconnect: false), .failed(MQTTRequestToken(1), .closed), .disconnected])
+        #expect(h.machine.connectionState == .idle)
+        #expect(h.machine.deadline == nil)
+
+        var p = try Self.withPendingReleases(reconnect: ReconnectBackoff())
+        p.disconnect(drainTimeout: .seconds(5))
+        p.received(.connack(ConnAckPacket()))
+        #expect(p.take() == [
+            .closeTransport, .offline(.protocolError(.unexpectedPacket(.connack)), willReconnect: false),
+            .failed(MQTTRequestToken(1), .closed), .disconnected,
+        ])
+
+        var c = try Self.withPendingReleases()
+        c.disconnect(drainTimeout: .seconds(5))
+        c.close()
+        #expect(c.take() == [
+            .send(.disconnect), .closeTransport, .offline(.closedByUser, willReconnect: false),
+            .failed(MQTTRequestToken(1), .closed), .disconnected,
+        ])
+        c.close()
+        #expect(c.take() == [])
+    }
 }

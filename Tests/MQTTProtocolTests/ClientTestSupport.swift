@@ -17,6 +17,7 @@ enum Recorded: Equatable {
     case unsubscribed(MQTTRequestToken?, packetID: UInt16)
     case failed(MQTTRequestToken, MQTTClientError)
     case unexpected(PacketType, packetID: UInt16)
+    case disconnected
 
     init(_ action: MQTTClientAction) {
         switch action {
@@ -36,6 +37,7 @@ enum Recorded: Equatable {
         case .unsubscribeCompleted(let token, let id): self = .unsubscribed(token, packetID: id)
         case .requestFailed(let token, let error): self = .failed(token, error)
         case .unexpectedAck(let type, let id): self = .unexpected(type, packetID: id)
+        case .disconnected: self = .disconnected
         }
     }
 
@@ -184,6 +186,11 @@ struct Harness {
 
     mutating func close() {
         machine.close(now: now, into: &actions)
+        record()
+    }
+
+    mutating func disconnect(drainTimeout: Duration) {
+        machine.disconnect(drainTimeout: drainTimeout, now: now, into: &actions)
         record()
     }
 

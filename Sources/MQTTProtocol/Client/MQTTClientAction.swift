@@ -115,6 +115,10 @@ public enum MQTTClientAction {
     case unsubscribeCompleted(MQTTRequestToken?, packetID: UInt16)
     /// A request will not complete; its completion gets this error.
     case requestFailed(MQTTRequestToken, MQTTClientError)
+    /// ``MQTTClientStateMachine/disconnect(drainTimeout:now:into:)`` is done: DISCONNECT was
+    /// sent and the transport close requested (or there was no connection). The caller may
+    /// wait for the transport's graceful close, then resume whoever asked for the disconnect.
+    case disconnected
     /// The broker acknowledged a packet id that has nothing outstanding of that kind. Reported
     /// for logging; the connection is kept.
     case unexpectedAck(PacketType, packetID: UInt16)

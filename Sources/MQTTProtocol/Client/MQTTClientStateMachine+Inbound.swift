@@ -87,7 +87,7 @@ extension MQTTClientStateMachine {
             failFastPending = false  // from now on the reconnect policy applies
             resumeSession(present: sessionPresent, now: now, into: &actions)
             actions.append(.connected(sessionPresent: sessionPresent))
-        case .connected:
+        case .connected, .disconnecting:
             connectionEnded(.protocolError(.unexpectedPacket(.connack)), closeTransport: true, now: now, into: &actions)
         case .idle, .connectingTransport, .waitingToReconnect:
             return
@@ -227,6 +227,7 @@ extension MQTTClientStateMachine {
         guard acceptInbound(.pubrel, now: now, into: &actions) else { return }
         inboundQoS2.remove(packetID)
         send(.pubcomp(packetID: packetID), now: now, into: &actions)
+        if isDisconnecting { finishDisconnectIfReleased(now: now, into: &actions) }
     }
 
     /// A SUBACK arrived: the SUBSCRIBE with that id completes with the broker's return codes,
@@ -302,7 +303,7 @@ extension MQTTClientStateMachine {
         case .awaitingConnAck:
             connectionEnded(.notConnAck(type), closeTransport: true, now: now, into: &actions)
             updateDeadline()
-        case .connected:
+        case .connected, .disconnecting:
             connectionEnded(.protocolError(.unexpectedPacket(type)), closeTransport: true, now: now, into: &actions)
             updateDeadline()
         case .idle, .connectingTransport, .waitingToReconnect:
@@ -319,7 +320,7 @@ extension MQTTClientStateMachine {
     /// connection and is ignored.
     mutating func acceptInbound(_ type: PacketType, now: MQTTInstant, into actions: inout MQTTClientActions) -> Bool {
         switch state {
-        case .connected:
+        case .connected, .disconnecting:
             keepalive.lastReceived = now
             keepalive.pingSentAt = nil
             return true

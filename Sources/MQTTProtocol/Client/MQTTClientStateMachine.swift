@@ -28,6 +28,9 @@ public struct MQTTClientStateMachine: Sendable {
         case awaitingConnAck
         /// CONNACK accepted.
         case connected
+        /// A graceful ``MQTTClientStateMachine/disconnect(drainTimeout:now:into:)`` waits for the
+        /// broker's PUBREL of received QoS 2 messages before sending DISCONNECT.
+        case disconnecting
         /// Waiting for the back-off delay before the next attempt.
         case waitingToReconnect
     }
@@ -37,6 +40,9 @@ public struct MQTTClientStateMachine: Sendable {
         case connectingTransport(deadline: MQTTInstant)
         case awaitingConnAck(deadline: MQTTInstant)
         case connected
+        /// Graceful disconnect: DISCONNECT goes out once no received QoS 2 message awaits
+        /// PUBREL, or at `deadline`.
+        case disconnecting(deadline: MQTTInstant)
         case waitingToReconnect(at: MQTTInstant)
     }
 
@@ -124,6 +130,7 @@ public struct MQTTClientStateMachine: Sendable {
         case .connectingTransport: .connectingTransport
         case .awaitingConnAck: .awaitingConnAck
         case .connected: .connected
+        case .disconnecting: .disconnecting
         case .waitingToReconnect: .waitingToReconnect
         }
     }
@@ -171,8 +178,22 @@ public struct MQTTClientStateMachine: Sendable {
 
     var keepAliveInterval: Duration { .seconds(Int(sentConnect.keepAlive)) }
 
+    /// Connected and taking new requests.
     var isConnected: Bool {
         if case .connected = state { return true }
+        return false
+    }
+
+    /// An accepted connection is up (connected, or disconnecting gracefully).
+    var hasConnection: Bool {
+        switch state {
+        case .connected, .disconnecting: true
+        default: false
+        }
+    }
+
+    var isDisconnecting: Bool {
+        if case .disconnecting = state { return true }
         return false
     }
 
@@ -207,7 +228,7 @@ public struct MQTTClientStateMachine: Sendable {
             failFastPending = failFast
             startAttempt(now: now, into: &actions)
             updateDeadline()
-        case .connected:
+        case .connected, .disconnecting:
             throw .alreadyConnected
         case .connectingTransport, .awaitingConnAck, .waitingToReconnect:
             throw .alreadyConnecting
@@ -235,17 +256,19 @@ public struct MQTTClientStateMachine: Sendable {
     /// ``MQTTClientAction/offline(_:willReconnect:)`` reports ``MQTTConnectionFailure/closedByUser``.
     /// During an attempt the attempt fails with that reason. Every outstanding request fails with
     /// ``MQTTClientError/closed``. A closed machine can connect again. Closing an idle machine
-    /// does nothing.
+    /// does nothing. During a graceful disconnect it sends DISCONNECT at once (the wait for
+    /// PUBREL ends) and ``MQTTClientAction/disconnected`` follows last.
     ///
     /// - Parameters:
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
     public mutating func close(now: MQTTInstant, into actions: inout MQTTClientActions) {
         defer { updateDeadline() }
+        let wasDisconnecting = isDisconnecting
         switch state {
         case .idle:
             return
-        case .connected:
+        case .connected, .disconnecting:
             send(.disconnect, now: now, into: &actions)
             appendCloseTransport(into: &actions)
             state = .idle
@@ -259,6 +282,60 @@ public struct MQTTClientStateMachine: Sendable {
         }
         failFastPending = false
         failOutstanding(.closed, into: &actions)
+        if wasDisconnecting { actions.append(.disconnected) }
+    }
+
+    /// Disconnects gracefully: like ``close(now:into:)``, but when connected and received
+    /// QoS 2 messages await the broker's PUBREL (``awaitingReleaseCount`` > 0: the application
+    /// has them, and the broker's PUBREL is due), DISCONNECT waits for those PUBRELs first, at
+    /// most `drainTimeout`.
+    ///
+    /// While disconnecting (``ConnectionState/disconnecting``): new publishes, subscribes and
+    /// unsubscribes throw ``MQTTClientError/closed``; no reconnect follows whatever happens;
+    /// PUBRELs are answered with PUBCOMP [MQTT-4.3.3-2] and the rest of the protocol runs as
+    /// when connected (acks complete requests, keepalive), but the queue is not drained. As
+    /// soon as no received QoS 2 message awaits PUBREL, or at the deadline (through the
+    /// ordinary timer), DISCONNECT is sent, the transport closed,
+    /// ``MQTTClientAction/offline(_:willReconnect:)`` reports
+    /// ``MQTTConnectionFailure/closedByUser`` and every outstanding request fails with
+    /// ``MQTTClientError/closed``, exactly as ``close(now:into:)`` does; a loss meanwhile reports
+    /// `offline(failure, willReconnect: false)` and fails them the same way.
+    ///
+    /// When nothing awaits PUBREL, or not connected, or `drainTimeout` is not positive, this
+    /// is ``close(now:into:)`` at once. In every case ``MQTTClientAction/disconnected`` comes
+    /// last, once DISCONNECT was sent and the transport close requested (at once when there
+    /// was no connection): the caller may then wait for the transport's graceful close and
+    /// resume whoever asked. A second call while disconnecting can only bring the deadline
+    /// closer; one ``MQTTClientAction/disconnected`` answers both.
+    ///
+    /// - Parameters:
+    ///   - drainTimeout: The longest wait for the PUBRELs.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func disconnect(drainTimeout: Duration, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        switch state {
+        case .connected where inboundQoS2.count > 0 && drainTimeout > .zero:
+            state = .disconnecting(deadline: now + drainTimeout)
+            updateDeadline()
+        case .disconnecting(let deadline):
+            let sooner = drainTimeout > .zero ? min(deadline, now + drainTimeout) : now
+            if sooner <= now {
+                close(now: now, into: &actions)
+            } else {
+                state = .disconnecting(deadline: sooner)
+                updateDeadline()
+            }
+        default:
+            close(now: now, into: &actions)
+            actions.append(.disconnected)
+        }
+    }
+
+    /// Ends a graceful disconnect when nothing awaits PUBREL any more.
+    mutating func finishDisconnectIfReleased(now: MQTTInstant, into actions: inout MQTTClientActions) {
+        if isDisconnecting && inboundQoS2.count == 0 {
+            close(now: now, into: &actions)
+        }
     }
 
     /// Publishes a message.
@@ -305,6 +382,8 @@ public struct MQTTClientStateMachine: Sendable {
         switch state {
         case .idle:
             throw .notConnected
+        case .disconnecting:
+            throw .closed
         case .connected:
             if writable {
                 if message.qos == .atMostOnce {
@@ -386,7 +465,7 @@ public struct MQTTClientStateMachine: Sendable {
         switch state {
         case .idle, .waitingToReconnect:
             return
-        case .connectingTransport, .awaitingConnAck, .connected:
+        case .connectingTransport, .awaitingConnAck, .connected, .disconnecting:
             break
         }
         guard writable != self.writable else { return }
@@ -505,7 +584,7 @@ public struct MQTTClientStateMachine: Sendable {
     ) {
         guard id == transport else { return }
         switch state {
-        case .connectingTransport, .awaitingConnAck, .connected:
+        case .connectingTransport, .awaitingConnAck, .connected, .disconnecting:
             transport = nil  // gone by itself: nothing to close
             connectionEnded(failure, closeTransport: false, now: now, into: &actions)
             updateDeadline()
@@ -554,6 +633,12 @@ public struct MQTTClientStateMachine: Sendable {
             }
         case .connected:
             keepaliveDue(now: now, into: &actions)
+        case .disconnecting(let deadline):
+            if now >= deadline {
+                close(now: now, into: &actions)  // the PUBRELs did not all come in time
+            } else {
+                keepaliveDue(now: now, into: &actions)
+            }
         }
     }
 
@@ -591,7 +676,7 @@ public struct MQTTClientStateMachine: Sendable {
     public mutating func readingResumed(now: MQTTInstant, into actions: inout MQTTClientActions) {
         guard keepalive.readingPaused else { return }
         keepalive.readingPaused = false
-        guard isConnected else { return }
+        guard hasConnection else { return }
         keepalive.lastReceived = now
         keepalive.pingSentAt = nil
         keepaliveDue(now: now, into: &actions)
@@ -607,7 +692,7 @@ public struct MQTTClientStateMachine: Sendable {
     ///   - actions: Receives the actions to carry out.
     public mutating func receivedInvalidData(_ error: MQTTProtocolError, now: MQTTInstant, into actions: inout MQTTClientActions) {
         switch state {
-        case .connectingTransport, .awaitingConnAck, .connected:
+        case .connectingTransport, .awaitingConnAck, .connected, .disconnecting:
             connectionEnded(.protocolError(error), closeTransport: true, now: now, into: &actions)
             updateDeadline()
         case .idle, .waitingToReconnect:
@@ -671,13 +756,14 @@ public struct MQTTClientStateMachine: Sendable {
         now: MQTTInstant,
         into actions: inout MQTTClientActions
     ) {
-        let wasConnected = isConnected
+        let wasConnected = hasConnection
+        let wasDisconnecting = isDisconnecting
         if closeTransport { appendCloseTransport(into: &actions) }
         keepalive.pingSentAt = nil
         // Requests sent on this connection go out again on the next one.
         for id in controls.keys { controls[id]?.sent = false }
         let retry: Bool
-        if let policy = reconnect, failure.isRetryable, !failFastPending {
+        if let policy = reconnect, failure.isRetryable, !failFastPending, !wasDisconnecting {
             let delay = policy.delay(attempt: reconnectAttempt, random: jitter.nextUnit())
             reconnectAttempt += 1
             state = .waitingToReconnect(at: now + delay)
@@ -692,7 +778,11 @@ public struct MQTTClientStateMachine: Sendable {
         } else {
             actions.append(.connectFailed(failure, willRetry: retry))
         }
-        if !retry {
+        if wasDisconnecting {
+            // The user asked to close: requests fail as a close fails them.
+            failOutstanding(.closed, into: &actions)
+            actions.append(.disconnected)
+        } else if !retry {
             failOutstanding(.connectionLost(failure), into: &actions)
         }
     }
@@ -736,16 +826,21 @@ public struct MQTTClientStateMachine: Sendable {
             desired = deadline
         case .waitingToReconnect(let at):
             desired = at
-        case .connected:
+        case .connected, .disconnecting:
+            var next: MQTTInstant?
             if sentConnect.keepAlive == 0 {
-                desired = nil
+                next = nil
             } else if keepalive.readingPaused {
-                desired = keepalive.lastSent + keepAliveInterval
+                next = keepalive.lastSent + keepAliveInterval
             } else if let pingSentAt = keepalive.pingSentAt {
-                desired = pingSentAt + keepAliveInterval / 2
+                next = pingSentAt + keepAliveInterval / 2
             } else {
-                desired = min(keepalive.lastSent, keepalive.lastReceived) + keepAliveInterval
+                next = min(keepalive.lastSent, keepalive.lastReceived) + keepAliveInterval
             }
+            if case .disconnecting(let deadline) = state {
+                next = min(next ?? deadline, deadline)
+            }
+            desired = next
         }
         guard let desired else {
             if armed != nil {
@@ -867,7 +962,11 @@ public struct MQTTClientStateMachine: Sendable {
         now: MQTTInstant,
         into actions: inout MQTTClientActions
     ) throws(MQTTClientError) -> UInt16 {
-        if case .idle = state { throw .notConnected }
+        switch state {
+        case .idle: throw .notConnected
+        case .disconnecting: throw .closed
+        default: break
+        }
         guard controls.count < maxPendingRequests, let id = allocatePacketID() else {
             throw .tooManyPendingRequests(limit: maxPendingRequests)
         }

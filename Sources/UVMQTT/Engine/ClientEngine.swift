@@ -511,6 +511,9 @@ final class ClientEngine: @unchecked Sendable {
             case .unsubscribe(let completion)?: completion(.failure(error))
             case nil: break
             }
+        case .disconnected:
+            // Only `disconnect(drainTimeout:)` emits it; the engine still closes with `close()`.
+            break
         case .unexpectedAck(let type, let packetID):
             logger?.debug("acknowledgement for nothing outstanding", metadata: ["type": "\(type)", "packetID": "\(packetID)"])
         }
