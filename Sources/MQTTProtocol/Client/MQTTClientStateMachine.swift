@@ -8,10 +8,13 @@
 /// the ``MQTTClientAction``s appended to its ``MQTTClientActions`` in order, then re-arms its one
 /// timer if ``deadline`` changed.
 ///
-/// Connection phases: `idle` → (``connect(now:into:)``) `connectingTransport` → (transport up,
-/// CONNECT sent) `awaitingConnAck` → (CONNACK accepted) `connected`. A failure or loss goes to
-/// `waitingToReconnect` when reconnect is on and the failure is retryable, else to `idle`.
-/// ``close(now:into:)`` goes to `idle` from anywhere. `docs/state-machine.md` has the full table.
+/// Connection phases: `idle` → (``connect(now:failFast:into:)``) `connectingTransport` →
+/// (transport up, CONNECT sent) `awaitingConnAck` → (CONNACK accepted) `connected`. A failure
+/// or loss goes to `waitingToReconnect` when reconnect is on and the failure is retryable (and
+/// not a fail-fast first attempt), else to `idle`. ``close(now:into:)`` goes to `idle` from
+/// anywhere; ``disconnect(drainTimeout:now:into:)`` may pass through `disconnecting` first,
+/// while received QoS 2 messages await PUBREL. Each attempt has its own ``MQTTTransportID``;
+/// reports about another transport are ignored. `docs/state-machine.md` has the full table.
 ///
 /// Per-message events (publish QoS 0 / 1, PUBACK, PUBLISH QoS 0 / 1 received) do not allocate:
 /// the in-flight window is a preallocated slot array with a reserved id index, received QoS 2
@@ -199,7 +202,7 @@ public struct MQTTClientStateMachine: Sendable {
 
     // MARK: User requests
 
-    /// Starts connecting: the first action is ``MQTTClientAction/openTransport``, unless the
+    /// Starts connecting: the first action is ``MQTTClientAction/openTransport(_:)``, unless the
     /// CONNECT to send breaks a rule.
     ///
     /// The CONNECT (``connectPacket``) is checked first, as the encoder would
