@@ -169,9 +169,9 @@ import Testing
         h.oversize(qos: .exactlyOnce, packetID: 4)
         h.oversize(qos: .exactlyOnce, packetID: 4)
         #expect(h.take() == [
-            .deliverOversized(qos: .atMostOnce, packetID: 0),
-            .deliverOversized(qos: .atLeastOnce, packetID: 3), .send(.puback(packetID: 3)),
-            .deliverOversized(qos: .exactlyOnce, packetID: 4), .send(.pubrec(packetID: 4)),
+            .deliverOversized(topic: "big", prefix: [1, 2], total: 1_000, qos: .atMostOnce, packetID: 0),
+            .deliverOversized(topic: "big", prefix: [1, 2], total: 1_000, qos: .atLeastOnce, packetID: 3), .send(.puback(packetID: 3)),
+            .deliverOversized(topic: "big", prefix: [1, 2], total: 1_000, qos: .exactlyOnce, packetID: 4), .send(.pubrec(packetID: 4)),
             .send(.pubrec(packetID: 4)),
         ])
         #expect(h.machine.connectionState == .connected)

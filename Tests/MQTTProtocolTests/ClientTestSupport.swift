@@ -1,7 +1,8 @@
 import MQTTProtocol
 import Testing
 
-/// An owned, comparable record of an ``MQTTClientAction`` (deliveries copied out of the view).
+/// An owned, comparable record of an ``MQTTClientAction`` (deliveries copied out of the view;
+/// transport ids left out: the harness tracks them, see `Harness.transport`).
 enum Recorded: Equatable {
     case openTransport
     case closeTransport
@@ -10,12 +11,13 @@ enum Recorded: Equatable {
     case connectFailed(MQTTConnectionFailure, willRetry: Bool)
     case offline(MQTTConnectionFailure, willReconnect: Bool)
     case deliver(topic: String, payload: [UInt8], qos: QoS, packetID: UInt16, dup: Bool)
-    case deliverOversized(qos: QoS, packetID: UInt16)
+    case deliverOversized(topic: String, prefix: [UInt8], total: Int, qos: QoS, packetID: UInt16)
     case published(MQTTRequestToken?, packetID: UInt16, qos: QoS)
     case subscribed(MQTTRequestToken?, filters: [TopicSubscription], codes: [SubAckReturnCode])
     case unsubscribed(MQTTRequestToken?, packetID: UInt16)
     case failed(MQTTRequestToken, MQTTClientError)
     case unexpected(PacketType, packetID: UInt16)
+    case disconnected
 
     init(_ action: MQTTClientAction) {
         switch action {
@@ -27,12 +29,15 @@ enum Recorded: Equatable {
         case .offline(let failure, let retry): self = .offline(failure, willReconnect: retry)
         case .deliver(let view):
             self = .deliver(topic: view.topicString, payload: [UInt8](view.payload), qos: view.qos, packetID: view.packetID, dup: view.dup)
-        case .deliverOversized(let qos, let id): self = .deliverOversized(qos: qos, packetID: id)
+        case .deliverOversized(let view):
+            self = .deliverOversized(topic: view.topicString, prefix: [UInt8](view.payloadPrefix), total: view.totalPayloadLength,
+                                     qos: view.qos, packetID: view.packetID)
         case .publishCompleted(let token, let id, let qos): self = .published(token, packetID: id, qos: qos)
         case .subscribeCompleted(let token, let filters, let codes): self = .subscribed(token, filters: filters, codes: codes)
         case .unsubscribeCompleted(let token, let id): self = .unsubscribed(token, packetID: id)
         case .requestFailed(let token, let error): self = .failed(token, error)
         case .unexpectedAck(let type, let id): self = .unexpected(type, packetID: id)
+        case .disconnected: self = .disconnected
         }
     }
 
@@ -53,6 +58,11 @@ struct Harness {
     var log: [Recorded] = []
     /// Timer fires carried out (stale or not).
     var fires = 0
+    /// The transport of the last `openTransport` (kept after it closed, to report stale events).
+    var transport = MQTTTransportID(rawValue: 0)
+    /// Every transport opened, and every transport the machine asked to close, in order.
+    var opened: [MQTTTransportID] = []
+    var closed: [MQTTTransportID] = []
 
     init(_ configuration: MQTTClientConfiguration) {
         machine = MQTTClientStateMachine(configuration: configuration)
@@ -82,7 +92,18 @@ struct Harness {
 
     /// Records and clears the actions of the last call.
     mutating func record() {
-        for action in actions { log.append(Recorded(action)) }
+        for action in actions {
+            switch action {
+            case .openTransport(let id):
+                transport = id
+                opened.append(id)
+            case .closeTransport(let id):
+                closed.append(id)
+            default:
+                break
+            }
+            log.append(Recorded(action))
+        }
         actions.removeAll()
     }
 
@@ -132,13 +153,21 @@ struct Harness {
         record()
     }
 
+    /// The last opened transport came up.
     mutating func transportConnected() {
-        machine.transportConnected(now: now, into: &actions)
+        machine.transportConnected(transport, now: now, into: &actions)
         record()
     }
 
+    /// The last opened transport failed.
     mutating func transportFailed(_ failure: MQTTConnectionFailure) {
-        machine.transportFailed(failure, now: now, into: &actions)
+        machine.transportFailed(transport, failure, now: now, into: &actions)
+        record()
+    }
+
+    /// Feeds a packet through the one inbound entry point.
+    mutating func received(_ packet: InboundPacket) {
+        machine.receivedPacket(packet, now: now, into: &actions)
         record()
     }
 
@@ -160,22 +189,40 @@ struct Harness {
         record()
     }
 
-    mutating func publish(_ topic: String, _ payload: [UInt8] = [1, 2, 3], qos: QoS, token: UInt64? = nil, retain: Bool = false) throws(MQTTClientError) {
+    mutating func disconnect(drainTimeout: Duration) {
+        machine.disconnect(drainTimeout: drainTimeout, now: now, into: &actions)
+        record()
+    }
+
+    mutating func publish(
+        _ topic: String, _ payload: [UInt8] = [1, 2, 3], qos: QoS, token: UInt64? = nil, retain: Bool = false,
+        whenFull: MQTTPublishFlowControl = .fail
+    ) throws(MQTTClientError) {
         let message = PublishPacket(topic: topic, payload: payload, qos: qos, retain: retain)
         defer { record() }
-        try machine.publish(message, token: token.map(MQTTRequestToken.init), now: now, into: &actions)
+        try machine.publish(message, token: token.map { MQTTRequestToken($0) }, whenFull: whenFull, now: now, into: &actions)
+    }
+
+    mutating func cancel(_ token: UInt64) {
+        machine.cancel(MQTTRequestToken(token), now: now, into: &actions)
+        record()
+    }
+
+    mutating func writable(_ writable: Bool) {
+        machine.transportWritabilityChanged(writable, now: now, into: &actions)
+        record()
     }
 
     @discardableResult
     mutating func subscribe(_ subscriptions: [TopicSubscription], token: UInt64? = nil) throws(MQTTClientError) -> UInt16 {
         defer { record() }
-        return try machine.subscribe(subscriptions, token: token.map(MQTTRequestToken.init), now: now, into: &actions)
+        return try machine.subscribe(subscriptions, token: token.map { MQTTRequestToken($0) }, now: now, into: &actions)
     }
 
     @discardableResult
     mutating func unsubscribe(_ filters: [String], token: UInt64? = nil) throws(MQTTClientError) -> UInt16 {
         defer { record() }
-        return try machine.unsubscribe(filters, token: token.map(MQTTRequestToken.init), now: now, into: &actions)
+        return try machine.unsubscribe(filters, token: token.map { MQTTRequestToken($0) }, now: now, into: &actions)
     }
 
     mutating func receive(topic: String, payload: [UInt8], qos: QoS, packetID: UInt16 = 0, dup: Bool = false, retain: Bool = false) {
@@ -201,9 +248,18 @@ struct Harness {
         record()
     }
 
+    /// An oversize PUBLISH on topic "big" with the prefix [1, 2] of 1,000 bytes.
     mutating func oversize(qos: QoS, packetID: UInt16) {
-        machine.receivedOversizePublish(qos: qos, packetID: packetID, now: now, into: &actions)
-        record()
+        let topic: [UInt8] = Array("big".utf8)
+        let prefix: [UInt8] = [1, 2]
+        topic.withUnsafeBytes { t in
+            prefix.withUnsafeBytes { p in
+                let view = OversizePublishView(topic: t, payloadPrefix: p, totalPayloadLength: 1_000, qos: qos, retain: false,
+                                               dup: false, packetID: packetID)
+                machine.receivedPacket(.oversizePublish(view), now: now, into: &actions)
+                record()
+            }
+        }
     }
 }
 

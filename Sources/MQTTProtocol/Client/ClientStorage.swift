@@ -36,6 +36,34 @@ struct ClientRing<Element> {
         return element
     }
 
+    /// The element at logical position `index` (0 = first), which must be below `count`.
+    subscript(index: Int) -> Element {
+        get { slots[(head &+ index) & (slots.count &- 1)]! }
+        set { slots[(head &+ index) & (slots.count &- 1)] = newValue }
+    }
+
+    /// The logical position of the first element matching `predicate`.
+    func firstIndex(where predicate: (Element) -> Bool) -> Int? {
+        for i in 0..<count where predicate(self[i]) { return i }
+        return nil
+    }
+
+    /// Removes the element at logical position `index`, keeping the order of the others
+    /// (shifts the later ones: O(count), for the rare cancellation).
+    @discardableResult
+    mutating func remove(at index: Int) -> Element {
+        let element = self[index]
+        let mask = slots.count &- 1
+        var i = index
+        while i < count &- 1 {
+            slots[(head &+ i) & mask] = slots[(head &+ i &+ 1) & mask]
+            i &+= 1
+        }
+        slots[(head &+ count &- 1) & mask] = nil
+        count &-= 1
+        return element
+    }
+
     private mutating func grow() {
         var bigger = ContiguousArray<Element?>(repeating: nil, count: slots.count * 2)
         for i in 0..<count {
@@ -109,12 +137,16 @@ struct OutgoingMessage {
     var sequence: UInt64
 }
 
-/// A message waiting for the in-flight window or for the connection.
+/// A message waiting for the in-flight window or for the connection (or, with
+/// ``MQTTPublishFlowControl/wait``, for room in the queue).
 struct QueuedMessage {
     var message: PublishPacket
     var token: MQTTRequestToken?
     /// Topic plus payload bytes, counted against the queue's byte bound.
     var size: Int
+    /// Whether it was written on an earlier connection (put back after a session was lost):
+    /// the broker may have it, so a cancel detaches its token instead of withdrawing it.
+    var wasSent: Bool = false
 }
 
 /// Packet id → slot, as open addressing over a power-of-two table at most half full, with the
@@ -238,6 +270,16 @@ struct InflightTable {
         slots.compactMap { $0 }.sorted { $0.sequence < $1.sequence }
     }
 
+    /// Drops the token of the message that carries `token` (its completion will carry nil);
+    /// returns whether one did. Scans the window: for the rare cancellation.
+    mutating func detachToken(_ token: MQTTRequestToken) -> Bool {
+        for slot in slots.indices where slots[slot]?.token == token {
+            slots[slot]?.token = nil
+            return true
+        }
+        return false
+    }
+
     /// Removes everything and returns it in order of first transmission.
     mutating func removeAll() -> [OutgoingMessage] {
         let all = ordered()
@@ -260,7 +302,11 @@ struct PendingControl {
     var isResubscription: Bool = false
     var sequence: UInt64
     /// Whether the packet went out on the current connection.
-    var sent: Bool
+    var sent: Bool {
+        didSet { if sent { everSent = true } }
+    }
+    /// Whether the packet went out on any connection (a cancel then keeps it until its ack).
+    private(set) var everSent: Bool
 
     init(kind: Kind, token: MQTTRequestToken?, isResubscription: Bool = false, sequence: UInt64, sent: Bool) {
         self.kind = kind
@@ -268,6 +314,7 @@ struct PendingControl {
         self.isResubscription = isResubscription
         self.sequence = sequence
         self.sent = sent
+        self.everSent = sent
     }
 
     func packet(id: UInt16) -> Packet {

@@ -1,17 +1,62 @@
 /// An opaque value the caller attaches to a request (publish, subscribe, unsubscribe) and gets
 /// back with its completion, to find the continuation or callback it belongs to.
+///
+/// The machine only carries tokens: it stores them with their request and hands them back in
+/// ``MQTTClientAction/publishCompleted(_:packetID:qos:)``, ``MQTTClientAction/requestFailed(_:_:)``
+/// and the other completions. ``context`` lets the caller put the completion itself in the token
+/// (a box holding a continuation or a callback), so it needs no table of its own; carrying it
+/// retains the object, it allocates nothing. Equality and hashing use ``rawValue`` only, so
+/// ``MQTTClientStateMachine/cancel(_:now:into:)`` finds a request by its number alone.
 public struct MQTTRequestToken: Sendable, Hashable, CustomStringConvertible {
-    /// The caller's value (for example a slot index or a counter).
+    /// The caller's value (for example a slot index or a counter); identifies the request.
     public var rawValue: UInt64
+    /// The caller's object riding with the request (for example its completion box); not part
+    /// of equality or hashing.
+    public let context: (any AnyObject & Sendable)?
 
     /// Creates a token.
     ///
-    /// - Parameter rawValue: Any value meaningful to the caller.
-    public init(_ rawValue: UInt64) {
+    /// - Parameters:
+    ///   - rawValue: Any value meaningful to the caller; tokens with the same value are equal.
+    ///   - context: An object handed back with the token (its completion, say); nil by default.
+    public init(_ rawValue: UInt64, context: (any AnyObject & Sendable)? = nil) {
         self.rawValue = rawValue
+        self.context = context
+    }
+
+    /// Tokens are equal when their ``rawValue``s are; ``context`` is ignored.
+    public static func == (lhs: MQTTRequestToken, rhs: MQTTRequestToken) -> Bool {
+        lhs.rawValue == rhs.rawValue
+    }
+
+    /// Hashes ``rawValue`` only.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(rawValue)
     }
 
     public var description: String { "#\(rawValue)" }
+}
+
+/// Names one transport (one TCP / TLS connection attempt) the machine asked for.
+///
+/// Each ``MQTTClientAction/openTransport(_:)`` carries a new id (increasing per attempt); the
+/// caller reports that transport's events with it (``MQTTClientStateMachine/transportConnected(_:now:into:)``,
+/// ``MQTTClientStateMachine/transportFailed(_:_:now:into:)``), and
+/// ``MQTTClientAction/closeTransport(_:)`` names the one to close. Events of a transport that is
+/// no longer the current one (a late close of an old connection, a stale connect completion)
+/// are ignored by the machine, so the caller needs no generation counter of its own.
+public struct MQTTTransportID: Sendable, Hashable, CustomStringConvertible {
+    /// The id's value, increasing per attempt within one machine.
+    public let rawValue: UInt64
+
+    /// Creates an id (the machine makes them; tests may forge stale ones).
+    ///
+    /// - Parameter rawValue: The value.
+    public init(rawValue: UInt64) {
+        self.rawValue = rawValue
+    }
+
+    public var description: String { "transport \(rawValue)" }
 }
 
 /// The one deadline the caller keeps armed for a connection.
@@ -34,15 +79,16 @@ public struct MQTTTimerDeadline: Sendable, Hashable {
 /// before its PUBACK is written). ``deliver(_:)`` refers to bytes of the receive buffer: carry
 /// it out before consuming the decoded bytes.
 public enum MQTTClientAction {
-    /// Open the transport (TCP, then TLS if configured) to the broker, then report
-    /// ``MQTTClientStateMachine/transportConnected(now:into:)`` or
-    /// ``MQTTClientStateMachine/transportFailed(_:now:into:)``.
-    case openTransport
+    /// Open a transport (TCP, then TLS if configured) to the broker, then report its outcome
+    /// with this id: ``MQTTClientStateMachine/transportConnected(_:now:into:)`` or
+    /// ``MQTTClientStateMachine/transportFailed(_:_:now:into:)`` (also when the transport cannot
+    /// even be created).
+    case openTransport(MQTTTransportID)
     /// Encode and write this packet.
     case send(Packet)
-    /// Flush what was written and close the transport. The machine has already moved on; a
-    /// later transport-closed report is ignored.
-    case closeTransport
+    /// Flush what was written and close this transport. The machine has already moved on; a
+    /// later report about it is ignored.
+    case closeTransport(MQTTTransportID)
     /// A CONNACK accepted the connection. NodeMCU: the connect callback / "connect" event.
     case connected(sessionPresent: Bool)
     /// A connection attempt failed before it was accepted. NodeMCU: the "connfail" callback
@@ -55,9 +101,10 @@ public enum MQTTClientAction {
     /// Deliver this message to the application (first delivery; never repeated for a QoS 2
     /// duplicate). NodeMCU: the "message" event.
     case deliver(PublishView)
-    /// The oversize message the caller reported is a first delivery: fire the "overflow" event
-    /// with the prefix the caller kept. Not emitted for a QoS 2 duplicate.
-    case deliverOversized(qos: QoS, packetID: UInt16)
+    /// A PUBLISH larger than the decoder's limit, as a first delivery: fire the "overflow"
+    /// event with its topic and payload prefix. The view refers to receive-buffer bytes, like
+    /// ``deliver(_:)``. Not emitted for a QoS 2 duplicate.
+    case deliverOversized(OversizePublishView)
     /// A publish finished its QoS handshake: written (QoS 0), PUBACK (QoS 1) or PUBCOMP (QoS 2).
     /// NodeMCU: the per-call callback and the "puback" event.
     case publishCompleted(MQTTRequestToken?, packetID: UInt16, qos: QoS)
@@ -68,6 +115,10 @@ public enum MQTTClientAction {
     case unsubscribeCompleted(MQTTRequestToken?, packetID: UInt16)
     /// A request will not complete; its completion gets this error.
     case requestFailed(MQTTRequestToken, MQTTClientError)
+    /// ``MQTTClientStateMachine/disconnect(drainTimeout:now:into:)`` is done: DISCONNECT was
+    /// sent and the transport close requested (or there was no connection). The caller may
+    /// wait for the transport's graceful close, then resume whoever asked for the disconnect.
+    case disconnected
     /// The broker acknowledged a packet id that has nothing outstanding of that kind. Reported
     /// for logging; the connection is kept.
     case unexpectedAck(PacketType, packetID: UInt16)

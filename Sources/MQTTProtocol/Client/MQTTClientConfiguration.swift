@@ -17,6 +17,12 @@ public struct MQTTClientConfiguration: Sendable {
     public var maxQueuedBytes: Int
     /// Most SUBSCRIBE / UNSUBSCRIBE requests awaiting their acknowledgement. Default 256.
     public var maxPendingRequests: Int
+    /// Largest whole packet (fixed header included) the client sends: a PUBLISH, SUBSCRIBE or
+    /// UNSUBSCRIBE above it is refused at the call with
+    /// ``MQTTClientError/packetTooLarge(size:limit:)``, a CONNECT above it fails the attempt.
+    /// Default and cap ``MQTTEncoder/maximumPacketSize`` (268,435,455 + 5, MQTT's largest
+    /// remaining length plus the fixed header); larger values are clamped to it.
+    public var maximumOutgoingPacketSize: Int
     /// Automatic reconnect policy; nil turns reconnect off. Default off.
     public var reconnect: ReconnectBackoff?
     /// Seed of the generator that draws the back-off jitter (give a random seed in production,
@@ -32,6 +38,8 @@ public struct MQTTClientConfiguration: Sendable {
     ///   - maxQueuedMessages: Bound on waiting messages (count).
     ///   - maxQueuedBytes: Bound on waiting messages (topic plus payload bytes).
     ///   - maxPendingRequests: Bound on unacknowledged SUBSCRIBE / UNSUBSCRIBE requests.
+    ///   - maximumOutgoingPacketSize: Largest packet sent, in bytes (clamped to
+    ///     ``MQTTEncoder/maximumPacketSize``).
     ///   - reconnect: Back-off policy, or nil for no automatic reconnect.
     ///   - jitterSeed: Seed for the back-off jitter.
     public init(
@@ -41,6 +49,7 @@ public struct MQTTClientConfiguration: Sendable {
         maxQueuedMessages: Int = 1_000,
         maxQueuedBytes: Int = 16 << 20,
         maxPendingRequests: Int = 256,
+        maximumOutgoingPacketSize: Int = MQTTEncoder.maximumPacketSize,
         reconnect: ReconnectBackoff? = nil,
         jitterSeed: UInt64 = 0
     ) {
@@ -50,7 +59,22 @@ public struct MQTTClientConfiguration: Sendable {
         self.maxQueuedMessages = maxQueuedMessages
         self.maxQueuedBytes = maxQueuedBytes
         self.maxPendingRequests = maxPendingRequests
+        self.maximumOutgoingPacketSize = min(maximumOutgoingPacketSize, MQTTEncoder.maximumPacketSize)
         self.reconnect = reconnect
         self.jitterSeed = jitterSeed
     }
+}
+
+/// What ``MQTTClientStateMachine/publish(_:token:whenFull:now:into:)`` does when the send
+/// queue is at its bound (``MQTTClientConfiguration/maxQueuedMessages`` or
+/// ``MQTTClientConfiguration/maxQueuedBytes``).
+public enum MQTTPublishFlowControl: Sendable, Hashable {
+    /// Throw ``MQTTClientError/sendQueueFull(messages:bytes:)`` (connected) or
+    /// ``MQTTClientError/offlineQueueFull(messages:bytes:)`` (connecting, waiting to reconnect).
+    case fail
+    /// Keep the message in a FIFO of waiting publishers (each entry is a caller suspended on
+    /// its token, not counted toward the queue's bounds), moved into the queue in order as
+    /// soon as room appears. ``MQTTClientStateMachine/cancel(_:now:into:)`` withdraws one; a
+    /// close or a final loss fails them with the other requests.
+    case wait
 }

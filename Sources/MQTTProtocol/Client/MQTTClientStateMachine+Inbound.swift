@@ -1,6 +1,43 @@
 // Packets from the broker: CONNACK and session resumption, PUBLISH in, acknowledgements out.
 
 extension MQTTClientStateMachine {
+    /// A packet decoded from the broker's bytes: the one inbound entry point (the per-packet
+    /// methods below do the work).
+    ///
+    /// Every ``InboundPacket`` case is handled. While waiting for CONNACK, any other packet
+    /// fails the attempt with ``MQTTConnectionFailure/notConnAck(_:)`` (reason -4) and closes
+    /// the transport [MQTT-3.2.0-1]. A CONNACK on an accepted connection, and the packets only
+    /// a client sends (CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT) [MQTT-4.8.0-1], end
+    /// the connection with ``MQTTConnectionFailure/protocolError(_:)``
+    /// (``MQTTProtocolError/unexpectedPacket(_:)``). An oversize PUBLISH is acknowledged like
+    /// any other and its first delivery is ``MQTTClientAction/deliverOversized(_:)``. Packets
+    /// arriving when no connection is up (idle, waiting to reconnect) are leftovers and ignored.
+    ///
+    /// No allocation for PUBLISH and the acknowledgements.
+    ///
+    /// - Parameters:
+    ///   - packet: The decoded packet; views in it must stay valid until the actions are
+    ///     carried out.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    @inlinable
+    public mutating func receivedPacket(_ packet: InboundPacket, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        switch packet {
+        case .publish(let view): receivedPublish(view, now: now, into: &actions)
+        case .oversizePublish(let view): receivedOversizePublish(view, now: now, into: &actions)
+        case .connack(let connack): receivedConnAck(connack, now: now, into: &actions)
+        case .puback(let id): receivedPubAck(packetID: id, now: now, into: &actions)
+        case .pubrec(let id): receivedPubRec(packetID: id, now: now, into: &actions)
+        case .pubrel(let id): receivedPubRel(packetID: id, now: now, into: &actions)
+        case .pubcomp(let id): receivedPubComp(packetID: id, now: now, into: &actions)
+        case .suback(let suback): receivedSubAck(suback, now: now, into: &actions)
+        case .unsuback(let id): receivedUnsubAck(packetID: id, now: now, into: &actions)
+        case .pingresp: receivedPingResp(now: now, into: &actions)
+        case .pingreq, .disconnect, .connect, .subscribe, .unsubscribe:
+            receivedUnexpectedPacket(packet.type, now: now, into: &actions)
+        }
+    }
+
     /// A CONNACK arrived.
     ///
     /// Refused (codes 1...5): the transport is closed and the attempt fails with
@@ -47,9 +84,10 @@ extension MQTTClientStateMachine {
             keepalive.lastReceived = now
             keepalive.pingSentAt = nil
             reconnectAttempt = 0
+            failFastPending = false  // from now on the reconnect policy applies
             resumeSession(present: sessionPresent, now: now, into: &actions)
             actions.append(.connected(sessionPresent: sessionPresent))
-        case .connected:
+        case .connected, .disconnecting:
             connectionEnded(.protocolError(.unexpectedPacket(.connack)), closeTransport: true, now: now, into: &actions)
         case .idle, .connectingTransport, .waitingToReconnect:
             return
@@ -72,19 +110,18 @@ extension MQTTClientStateMachine {
                                    now: now, into: &actions)
     }
 
-    /// A PUBLISH larger than the caller's limit arrived; the caller kept a prefix and skips the
-    /// rest.
+    /// A PUBLISH larger than the decoder's limit arrived; the decoder kept a prefix and skips
+    /// the rest.
     ///
     /// Acknowledged exactly like ``receivedPublish(_:now:into:)``; a first delivery yields
-    /// ``MQTTClientAction/deliverOversized(qos:packetID:)``, a QoS 2 repeat does not.
+    /// ``MQTTClientAction/deliverOversized(_:)`` with the view, a QoS 2 repeat does not.
     ///
     /// - Parameters:
-    ///   - qos: The message's QoS.
-    ///   - packetID: Its packet id (0 for QoS 0).
+    ///   - view: The decoded head of the message; the action refers to its bytes.
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
-    public mutating func receivedOversizePublish(qos: QoS, packetID: UInt16, now: MQTTInstant, into actions: inout MQTTClientActions) {
-        receivedApplicationMessage(qos: qos, packetID: packetID, delivery: .deliverOversized(qos: qos, packetID: packetID),
+    public mutating func receivedOversizePublish(_ view: OversizePublishView, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        receivedApplicationMessage(qos: view.qos, packetID: view.packetID, delivery: .deliverOversized(view),
                                    now: now, into: &actions)
     }
 
@@ -190,6 +227,7 @@ extension MQTTClientStateMachine {
         guard acceptInbound(.pubrel, now: now, into: &actions) else { return }
         inboundQoS2.remove(packetID)
         send(.pubcomp(packetID: packetID), now: now, into: &actions)
+        if isDisconnecting { finishDisconnectIfReleased(now: now, into: &actions) }
     }
 
     /// A SUBACK arrived: the SUBSCRIBE with that id completes with the broker's return codes,
@@ -265,7 +303,7 @@ extension MQTTClientStateMachine {
         case .awaitingConnAck:
             connectionEnded(.notConnAck(type), closeTransport: true, now: now, into: &actions)
             updateDeadline()
-        case .connected:
+        case .connected, .disconnecting:
             connectionEnded(.protocolError(.unexpectedPacket(type)), closeTransport: true, now: now, into: &actions)
             updateDeadline()
         case .idle, .connectingTransport, .waitingToReconnect:
@@ -282,7 +320,7 @@ extension MQTTClientStateMachine {
     /// connection and is ignored.
     mutating func acceptInbound(_ type: PacketType, now: MQTTInstant, into actions: inout MQTTClientActions) -> Bool {
         switch state {
-        case .connected:
+        case .connected, .disconnecting:
             keepalive.lastReceived = now
             keepalive.pingSentAt = nil
             return true
@@ -338,7 +376,7 @@ extension MQTTClientStateMachine {
                 packet.packetID = 0
                 let size = packet.topic.utf8.count + packet.payload.count
                 // Already accepted once: put back in front, past the queue's bound if need be.
-                queue.prepend(QueuedMessage(message: packet, token: outgoing.token, size: size))
+                queue.prepend(QueuedMessage(message: packet, token: outgoing.token, size: size, wasSent: true))
                 queuedBytes += size
             }
         }

@@ -8,10 +8,13 @@
 /// the ``MQTTClientAction``s appended to its ``MQTTClientActions`` in order, then re-arms its one
 /// timer if ``deadline`` changed.
 ///
-/// Connection phases: `idle` → (``connect(now:into:)``) `connectingTransport` → (transport up,
-/// CONNECT sent) `awaitingConnAck` → (CONNACK accepted) `connected`. A failure or loss goes to
-/// `waitingToReconnect` when reconnect is on and the failure is retryable, else to `idle`.
-/// ``close(now:into:)`` goes to `idle` from anywhere. `docs/state-machine.md` has the full table.
+/// Connection phases: `idle` → (``connect(now:failFast:into:)``) `connectingTransport` →
+/// (transport up, CONNECT sent) `awaitingConnAck` → (CONNACK accepted) `connected`. A failure
+/// or loss goes to `waitingToReconnect` when reconnect is on and the failure is retryable (and
+/// not a fail-fast first attempt), else to `idle`. ``close(now:into:)`` goes to `idle` from
+/// anywhere; ``disconnect(drainTimeout:now:into:)`` may pass through `disconnecting` first,
+/// while received QoS 2 messages await PUBREL. Each attempt has its own ``MQTTTransportID``;
+/// reports about another transport are ignored. `docs/state-machine.md` has the full table.
 ///
 /// Per-message events (publish QoS 0 / 1, PUBACK, PUBLISH QoS 0 / 1 received) do not allocate:
 /// the in-flight window is a preallocated slot array with a reserved id index, received QoS 2
@@ -28,6 +31,9 @@ public struct MQTTClientStateMachine: Sendable {
         case awaitingConnAck
         /// CONNACK accepted.
         case connected
+        /// A graceful ``MQTTClientStateMachine/disconnect(drainTimeout:now:into:)`` waits for the
+        /// broker's PUBREL of received QoS 2 messages before sending DISCONNECT.
+        case disconnecting
         /// Waiting for the back-off delay before the next attempt.
         case waitingToReconnect
     }
@@ -37,6 +43,9 @@ public struct MQTTClientStateMachine: Sendable {
         case connectingTransport(deadline: MQTTInstant)
         case awaitingConnAck(deadline: MQTTInstant)
         case connected
+        /// Graceful disconnect: DISCONNECT goes out once no received QoS 2 message awaits
+        /// PUBREL, or at `deadline`.
+        case disconnecting(deadline: MQTTInstant)
         case waitingToReconnect(at: MQTTInstant)
     }
 
@@ -62,23 +71,35 @@ public struct MQTTClientStateMachine: Sendable {
     let maxQueuedMessages: Int
     let maxQueuedBytes: Int
     let maxPendingRequests: Int
+    /// Largest whole packet sent (clamped to ``MQTTEncoder/maximumPacketSize``).
+    public let maximumOutgoingPacketSize: Int
 
     var state: State = .idle
     /// The CONNECT of the current attempt or connection.
     var sentConnect: ConnectPacket
     var keepalive = KeepaliveClock()
+    /// The transport of the current attempt or connection; nil once it failed or was closed.
+    var transport: MQTTTransportID?
+    var transportCounter: UInt64 = 0
     var armed: MQTTTimerDeadline?
     var generation: UInt64 = 0
 
     var inflight: InflightTable
     var queue: ClientRing<QueuedMessage>
     var queuedBytes = 0
+    /// Publishers waiting for room in the queue (``MQTTPublishFlowControl/wait``), in order.
+    var waiting: ClientRing<QueuedMessage>
+    /// False while the executor's outbound bytes are above its high-water mark.
+    var writable = true
     var controls: [UInt16: PendingControl] = [:]
     var subscriptions: [TopicSubscription] = []
     var inboundQoS2 = PacketIDSet()
     var nextPacketID: UInt16 = 1
     var sequence: UInt64 = 0
     var reconnectAttempt = 0
+    /// Set by `connect(failFast: true)` until the first CONNACK is accepted: a failure then
+    /// is final.
+    var failFastPending = false
     var jitter: JitterGenerator
 
     /// Largest number of topic filters the machine puts in one re-SUBSCRIBE.
@@ -95,8 +116,10 @@ public struct MQTTClientStateMachine: Sendable {
         maxQueuedMessages = max(0, configuration.maxQueuedMessages)
         maxQueuedBytes = max(0, configuration.maxQueuedBytes)
         maxPendingRequests = max(1, configuration.maxPendingRequests)
+        maximumOutgoingPacketSize = min(max(0, configuration.maximumOutgoingPacketSize), MQTTEncoder.maximumPacketSize)
         inflight = InflightTable(capacity: min(max(configuration.inflightWindow, 1), 65_535))
         queue = ClientRing(initialCapacity: min(max(configuration.maxQueuedMessages, 4), 64))
+        waiting = ClientRing(initialCapacity: 4)
         jitter = JitterGenerator(seed: configuration.jitterSeed)
         controls.reserveCapacity(16)
     }
@@ -110,6 +133,7 @@ public struct MQTTClientStateMachine: Sendable {
         case .connectingTransport: .connectingTransport
         case .awaitingConnAck: .awaitingConnAck
         case .connected: .connected
+        case .disconnecting: .disconnecting
         case .waitingToReconnect: .waitingToReconnect
         }
     }
@@ -131,6 +155,12 @@ public struct MQTTClientStateMachine: Sendable {
     public var queuedMessageCount: Int { queue.count }
     /// Topic-plus-payload bytes of the waiting messages.
     public var queuedByteCount: Int { queuedBytes }
+    /// Publishers waiting for room in the queue (``MQTTPublishFlowControl/wait``); not counted
+    /// in ``queuedMessageCount`` / ``queuedByteCount``.
+    public var waitingPublishCount: Int { waiting.count }
+    /// Whether the transport takes more bytes (see ``transportWritabilityChanged(_:now:into:)``);
+    /// true for a new transport.
+    public var isTransportWritable: Bool { writable }
     /// SUBSCRIBE / UNSUBSCRIBE requests awaiting their acknowledgement (or the connection).
     public var pendingRequestCount: Int { controls.count }
     /// Received QoS 2 message ids awaiting PUBREL.
@@ -151,31 +181,75 @@ public struct MQTTClientStateMachine: Sendable {
 
     var keepAliveInterval: Duration { .seconds(Int(sentConnect.keepAlive)) }
 
+    /// Connected and taking new requests.
     var isConnected: Bool {
         if case .connected = state { return true }
         return false
     }
 
+    /// An accepted connection is up (connected, or disconnecting gracefully).
+    var hasConnection: Bool {
+        switch state {
+        case .connected, .disconnecting: true
+        default: false
+        }
+    }
+
+    var isDisconnecting: Bool {
+        if case .disconnecting = state { return true }
+        return false
+    }
+
     // MARK: User requests
 
-    /// Starts connecting: the first action is ``MQTTClientAction/openTransport``.
+    /// Starts connecting: the first action is ``MQTTClientAction/openTransport(_:)``, unless the
+    /// CONNECT to send breaks a rule.
+    ///
+    /// The CONNECT (``connectPacket``) is checked first, as the encoder would
+    /// (``validate(_:)``) and against ``maximumOutgoingPacketSize``: if it breaks a rule, no
+    /// transport is opened, ``MQTTClientAction/connectFailed(_:willRetry:)`` reports
+    /// ``MQTTConnectionFailure/protocolError(_:)`` with `willRetry` false, and the machine stays
+    /// idle. The same check runs before every reconnect attempt.
+    ///
+    /// With `failFast`, a failure of this first attempt, at any stage until its CONNACK is
+    /// accepted (transport, TLS, CONNACK timeout, refusal, first packet not a CONNACK), is not
+    /// retried even with a ``reconnect`` policy: `connectFailed(failure, willRetry: false)`,
+    /// the machine goes idle and every outstanding request fails. Once a CONNACK was accepted
+    /// the reconnect policy applies as usual. Without it, a retryable failure of the first
+    /// attempt is retried like any other.
     ///
     /// - Parameters:
     ///   - now: The current instant.
+    ///   - failFast: Whether a failed first attempt ends the connect instead of retrying.
     ///   - actions: Receives the actions to carry out.
-    /// - Throws: ``MQTTClientError/alreadyConnected`` when connected,
+    /// - Throws: ``MQTTClientError/alreadyConnected`` when connected or disconnecting,
     ///   ``MQTTClientError/alreadyConnecting`` during an attempt or a reconnect wait.
-    public mutating func connect(now: MQTTInstant, into actions: inout MQTTClientActions) throws(MQTTClientError) {
+    public mutating func connect(now: MQTTInstant, failFast: Bool = false, into actions: inout MQTTClientActions) throws(MQTTClientError) {
         switch state {
         case .idle:
             reconnectAttempt = 0
+            failFastPending = failFast
             startAttempt(now: now, into: &actions)
             updateDeadline()
-        case .connected:
+        case .connected, .disconnecting:
             throw .alreadyConnected
         case .connectingTransport, .awaitingConnAck, .waitingToReconnect:
             throw .alreadyConnecting
         }
+    }
+
+    /// Checks a CONNECT as the encoder will before it is sent: client id 1-23 bytes for
+    /// MQTT 3.1, an empty id only with a clean session [MQTT-3.1.3-7], a will topic that is a
+    /// valid topic name without wildcards [MQTT-3.3.2-2], a password only with a user name
+    /// [MQTT-3.1.2-22], fields of at most 65,535 bytes, no U+0000 [MQTT-1.5.3-2].
+    ///
+    /// Lets a face reject a will or options early, on its own thread. ``connect(now:failFast:into:)``
+    /// runs the same check (plus the packet size against ``maximumOutgoingPacketSize``).
+    ///
+    /// - Parameter connect: The packet.
+    /// - Throws: ``MQTTProtocolError`` naming the rule broken.
+    public static func validate(_ connect: ConnectPacket) throws(MQTTProtocolError) {
+        try MQTTEncoder.validateConnect(connect)
     }
 
     /// Closes the connection at the user's request.
@@ -185,82 +259,236 @@ public struct MQTTClientStateMachine: Sendable {
     /// ``MQTTClientAction/offline(_:willReconnect:)`` reports ``MQTTConnectionFailure/closedByUser``.
     /// During an attempt the attempt fails with that reason. Every outstanding request fails with
     /// ``MQTTClientError/closed``. A closed machine can connect again. Closing an idle machine
-    /// does nothing.
+    /// does nothing. During a graceful disconnect it sends DISCONNECT at once (the wait for
+    /// PUBREL ends) and ``MQTTClientAction/disconnected`` follows last.
     ///
     /// - Parameters:
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
     public mutating func close(now: MQTTInstant, into actions: inout MQTTClientActions) {
         defer { updateDeadline() }
+        let wasDisconnecting = isDisconnecting
         switch state {
         case .idle:
             return
-        case .connected:
+        case .connected, .disconnecting:
             send(.disconnect, now: now, into: &actions)
-            actions.append(.closeTransport)
+            appendCloseTransport(into: &actions)
             state = .idle
             actions.append(.offline(.closedByUser, willReconnect: false))
         case .connectingTransport, .awaitingConnAck:
-            actions.append(.closeTransport)
+            appendCloseTransport(into: &actions)
             state = .idle
             actions.append(.connectFailed(.closedByUser, willRetry: false))
         case .waitingToReconnect:
             state = .idle
         }
+        failFastPending = false
         failOutstanding(.closed, into: &actions)
+        if wasDisconnecting { actions.append(.disconnected) }
+    }
+
+    /// Disconnects gracefully: like ``close(now:into:)``, but when connected and received
+    /// QoS 2 messages await the broker's PUBREL (``awaitingReleaseCount`` > 0: the application
+    /// has them, and the broker's PUBREL is due), DISCONNECT waits for those PUBRELs first, at
+    /// most `drainTimeout`.
+    ///
+    /// While disconnecting (``ConnectionState/disconnecting``): new publishes, subscribes and
+    /// unsubscribes throw ``MQTTClientError/closed``; no reconnect follows whatever happens;
+    /// PUBRELs are answered with PUBCOMP [MQTT-4.3.3-2] and the rest of the protocol runs as
+    /// when connected (acks complete requests, keepalive), but the queue is not drained. As
+    /// soon as no received QoS 2 message awaits PUBREL, or at the deadline (through the
+    /// ordinary timer), DISCONNECT is sent, the transport closed,
+    /// ``MQTTClientAction/offline(_:willReconnect:)`` reports
+    /// ``MQTTConnectionFailure/closedByUser`` and every outstanding request fails with
+    /// ``MQTTClientError/closed``, exactly as ``close(now:into:)`` does; a loss meanwhile reports
+    /// `offline(failure, willReconnect: false)` and fails them the same way.
+    ///
+    /// When nothing awaits PUBREL, or not connected, or `drainTimeout` is not positive, this
+    /// is ``close(now:into:)`` at once. In every case ``MQTTClientAction/disconnected`` comes
+    /// last, once DISCONNECT was sent and the transport close requested (at once when there
+    /// was no connection): the caller may then wait for the transport's graceful close and
+    /// resume whoever asked. A second call while disconnecting can only bring the deadline
+    /// closer; one ``MQTTClientAction/disconnected`` answers both.
+    ///
+    /// - Parameters:
+    ///   - drainTimeout: The longest wait for the PUBRELs.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func disconnect(drainTimeout: Duration, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        switch state {
+        case .connected where inboundQoS2.count > 0 && drainTimeout > .zero:
+            state = .disconnecting(deadline: now + drainTimeout)
+            updateDeadline()
+        case .disconnecting(let deadline):
+            let sooner = drainTimeout > .zero ? min(deadline, now + drainTimeout) : now
+            if sooner <= now {
+                close(now: now, into: &actions)
+            } else {
+                state = .disconnecting(deadline: sooner)
+                updateDeadline()
+            }
+        default:
+            close(now: now, into: &actions)
+            actions.append(.disconnected)
+        }
+    }
+
+    /// Ends a graceful disconnect when nothing awaits PUBREL any more.
+    mutating func finishDisconnectIfReleased(now: MQTTInstant, into actions: inout MQTTClientActions) {
+        if isDisconnecting && inboundQoS2.count == 0 {
+            close(now: now, into: &actions)
+        }
     }
 
     /// Publishes a message.
     ///
-    /// Connected: QoS 0 is sent at once (never held behind the window) and completes when
-    /// handed to the transport; QoS 1 / 2 gets the next unused packet id and is sent when the
-    /// window has room and nothing waits before it, otherwise it waits in the queue
-    /// [MQTT-4.3.2-1], [MQTT-4.3.3-1]. Connecting or waiting to reconnect: the message waits in
-    /// the same queue and goes out after the next CONNACK. The message's `dup` and `packetID`
-    /// are ignored (the machine sets them).
+    /// Connected and writable: QoS 0 is sent at once (never held behind the window) and
+    /// completes when handed to the transport; QoS 1 / 2 gets the next unused packet id and is
+    /// sent when the window has room and nothing waits before it, otherwise it waits in the
+    /// queue [MQTT-4.3.2-1], [MQTT-4.3.3-1]. Connected but not writable
+    /// (``transportWritabilityChanged(_:now:into:)``): any QoS waits in the queue, drained in
+    /// order when writable again. Connecting or waiting to reconnect: the message waits in the
+    /// same queue and goes out after the next CONNACK. The message's `dup` and `packetID` are
+    /// ignored (the machine sets them).
+    ///
+    /// When the queue is at its bound, `whenFull` decides: ``MQTTPublishFlowControl/fail``
+    /// throws, ``MQTTPublishFlowControl/wait`` keeps the message among the waiting publishers
+    /// (``waitingPublishCount``), which move into the queue in order as room appears. A `.wait`
+    /// publish also waits behind earlier waiting publishers; a `.fail` one that fits is queued
+    /// even while others wait.
     ///
     /// - Parameters:
     ///   - message: The message; its topic and payload are retained, not copied.
     ///   - token: Returned with the completion or failure; nil when nobody waits for it.
+    ///   - whenFull: What to do when the queue is full; default ``MQTTPublishFlowControl/fail``.
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
-    /// - Throws: ``MQTTClientError/notConnected`` when idle (never connected, closed, or lost
-    ///   with reconnect off); ``MQTTClientError/offlineQueueFull(messages:bytes:)`` /
-    ///   ``MQTTClientError/sendQueueFull(messages:bytes:)`` when the queue is at its bound.
+    /// - Throws: ``MQTTClientError/packetTooLarge(size:limit:)`` when the encoded PUBLISH
+    ///   (``MQTTEncoder/publishPacketSize(topicByteCount:payloadCount:qos:)``) is above
+    ///   ``maximumOutgoingPacketSize`` or cannot be framed (nothing is queued, no packet id is
+    ///   taken); ``MQTTClientError/notConnected`` when idle (never connected, closed, or lost
+    ///   with reconnect off); ``MQTTClientError/closed`` during a graceful disconnect;
+    ///   ``MQTTClientError/offlineQueueFull(messages:bytes:)`` /
+    ///   ``MQTTClientError/sendQueueFull(messages:bytes:)`` when the queue is at its bound and
+    ///   `whenFull` is ``MQTTPublishFlowControl/fail``.
     public mutating func publish(
         _ message: PublishPacket,
         token: MQTTRequestToken?,
+        whenFull: MQTTPublishFlowControl = .fail,
         now: MQTTInstant,
         into actions: inout MQTTClientActions
     ) throws(MQTTClientError) {
+        let size = MQTTEncoder.publishPacketSize(
+            topicByteCount: message.topic.utf8.count, payloadCount: message.payload.count, qos: message.qos)
+        if size > maximumOutgoingPacketSize { throw .packetTooLarge(size: size, limit: maximumOutgoingPacketSize) }
         switch state {
         case .idle:
             throw .notConnected
+        case .disconnecting:
+            throw .closed
         case .connected:
-            if message.qos == .atMostOnce {
-                sendQoS0(message, token: token, now: now, into: &actions)
-                return
+            if writable {
+                if message.qos == .atMostOnce {
+                    sendQoS0(message, token: token, now: now, into: &actions)
+                    return
+                }
+                if queue.isEmpty && !inflight.isFull, let id = allocatePacketID() {
+                    startOutgoing(message, token: token, id: id, now: now, into: &actions)
+                    return
+                }
             }
-            if queue.isEmpty && !inflight.isFull, let id = allocatePacketID() {
-                startOutgoing(message, token: token, id: id, now: now, into: &actions)
-                return
-            }
-            try enqueue(message, token: token, offline: false)
+            try enqueue(message, token: token, offline: false, whenFull: whenFull)
         case .connectingTransport, .awaitingConnAck, .waitingToReconnect:
-            try enqueue(message, token: token, offline: true)
+            try enqueue(message, token: token, offline: true, whenFull: whenFull)
         }
+    }
+
+    /// Withdraws a request, or stops waiting for it.
+    ///
+    /// - A publish still waiting (in the queue, never written on any connection, or among the
+    ///   waiting publishers) is removed, its bytes leave the queue's count, and it is never
+    ///   sent.
+    /// - A QoS 1 / 2 publish written at least once stays in the session: the broker may have
+    ///   it, so it is resent and completed as the protocol requires [MQTT-4.4.0-1], but its
+    ///   token is detached: its later ``MQTTClientAction/publishCompleted(_:packetID:qos:)``
+    ///   carries nil.
+    /// - A SUBSCRIBE / UNSUBSCRIBE not yet sent is withdrawn; one already sent keeps its packet
+    ///   id until its acknowledgement (so ``activeSubscriptions`` stays right), which then
+    ///   completes with a nil token.
+    ///
+    /// In every case ``MQTTClientAction/requestFailed(_:_:)`` with ``MQTTClientError/cancelled``
+    /// follows at once. Room freed in the queue lets waiting publishers in. An unknown token
+    /// (completed, failed or cancelled already) does nothing.
+    ///
+    /// - Parameters:
+    ///   - token: The request's token (compared by ``MQTTRequestToken/rawValue``).
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out.
+    public mutating func cancel(_ token: MQTTRequestToken, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        if let index = waiting.firstIndex(where: { $0.token == token }) {
+            waiting.remove(at: index)
+        } else if let index = queue.firstIndex(where: { $0.token == token }) {
+            if queue[index].wasSent {
+                queue[index].token = nil
+            } else {
+                queuedBytes -= queue.remove(at: index).size
+                drainQueue(now: now, into: &actions)
+            }
+        } else if inflight.detachToken(token) {
+            // Stays in the session; completes with no token.
+        } else if let (id, control) = controls.first(where: { $0.value.token == token }) {
+            if control.everSent {
+                controls[id]?.token = nil
+            } else {
+                controls[id] = nil
+            }
+        } else {
+            return
+        }
+        actions.append(.requestFailed(token, .cancelled))
+        updateDeadline()
+    }
+
+    /// The transport's outbound side filled above the executor's high-water mark (`false`) or
+    /// drained below its low-water mark (`true`).
+    ///
+    /// While not writable, new publishes of any QoS are queued instead of sent (same queue,
+    /// same bounds and ``MQTTPublishFlowControl`` rule), the in-flight window is not refilled
+    /// from the queue, and ``beginDirectQoS0Publish(now:)`` answers false. Acknowledgements,
+    /// PINGREQ, SUBSCRIBE / UNSUBSCRIBE and DISCONNECT still go out (they are small). When
+    /// writable again, the queue drains in order, QoS 0 included, into the window. A new
+    /// transport starts writable. Ignored when no transport is up (idle, waiting to reconnect).
+    ///
+    /// - Parameters:
+    ///   - writable: Whether the transport takes more bytes.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out (the drained messages).
+    public mutating func transportWritabilityChanged(_ writable: Bool, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        switch state {
+        case .idle, .waitingToReconnect:
+            return
+        case .connectingTransport, .awaitingConnAck, .connected, .disconnecting:
+            break
+        }
+        guard writable != self.writable else { return }
+        self.writable = writable
+        if writable { drainQueue(now: now, into: &actions) }
     }
 
     /// Asks whether the caller may encode and write a QoS 0 PUBLISH itself, straight from its
     /// own topic and payload bytes, without building a ``PublishPacket``.
     ///
-    /// Returns true when connected; the machine then counts the write for the keepalive. When
-    /// false, call ``publish(_:token:now:into:)`` instead (it queues or throws).
+    /// Returns true when connected and writable; the machine then counts the write for the
+    /// keepalive. When false, call ``publish(_:token:whenFull:now:into:)`` instead (it queues
+    /// or throws). The caller checks the size itself
+    /// (``MQTTEncoder/publishPacketSize(topicByteCount:payloadCount:qos:)`` against
+    /// ``maximumOutgoingPacketSize``).
     ///
     /// - Parameter now: The current instant.
     /// - Returns: Whether to write the PUBLISH now.
     public mutating func beginDirectQoS0Publish(now: MQTTInstant) -> Bool {
-        guard isConnected else { return false }
+        guard isConnected && writable else { return false }
         keepalive.lastSent = now
         return true
     }
@@ -276,7 +504,9 @@ public struct MQTTClientStateMachine: Sendable {
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
     /// - Returns: The packet id used.
-    /// - Throws: ``MQTTClientError/noTopicFilters``, ``MQTTClientError/notConnected``,
+    /// - Throws: ``MQTTClientError/noTopicFilters``,
+    ///   ``MQTTClientError/packetTooLarge(size:limit:)`` (see
+    ///   ``MQTTEncoder/subscribePacketSize(_:)``), ``MQTTClientError/notConnected``,
     ///   ``MQTTClientError/tooManyPendingRequests(limit:)``.
     @discardableResult
     public mutating func subscribe(
@@ -286,6 +516,8 @@ public struct MQTTClientStateMachine: Sendable {
         into actions: inout MQTTClientActions
     ) throws(MQTTClientError) -> UInt16 {
         guard !subscriptions.isEmpty else { throw .noTopicFilters }
+        let size = MQTTEncoder.subscribePacketSize(subscriptions)
+        if size > maximumOutgoingPacketSize { throw .packetTooLarge(size: size, limit: maximumOutgoingPacketSize) }
         return try addControl(.subscribe(subscriptions), token: token, now: now, into: &actions)
     }
 
@@ -300,7 +532,9 @@ public struct MQTTClientStateMachine: Sendable {
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
     /// - Returns: The packet id used.
-    /// - Throws: ``MQTTClientError/noTopicFilters``, ``MQTTClientError/notConnected``,
+    /// - Throws: ``MQTTClientError/noTopicFilters``,
+    ///   ``MQTTClientError/packetTooLarge(size:limit:)`` (see
+    ///   ``MQTTEncoder/unsubscribePacketSize(_:)``), ``MQTTClientError/notConnected``,
     ///   ``MQTTClientError/tooManyPendingRequests(limit:)``.
     @discardableResult
     public mutating func unsubscribe(
@@ -310,41 +544,51 @@ public struct MQTTClientStateMachine: Sendable {
         into actions: inout MQTTClientActions
     ) throws(MQTTClientError) -> UInt16 {
         guard !filters.isEmpty else { throw .noTopicFilters }
+        let size = MQTTEncoder.unsubscribePacketSize(filters)
+        if size > maximumOutgoingPacketSize { throw .packetTooLarge(size: size, limit: maximumOutgoingPacketSize) }
         return try addControl(.unsubscribe(filters), token: token, now: now, into: &actions)
     }
 
     // MARK: Transport and timer events
 
-    /// The transport came up: CONNECT is sent and the CONNACK timeout starts.
+    /// The transport `id` came up: CONNECT is sent and the CONNACK timeout starts.
     ///
-    /// Ignored unless an attempt waits for its transport (a late report after a close).
+    /// Ignored unless `id` is the current transport and the attempt waits for it (a stale
+    /// connect completion, a late report after a close).
     ///
     /// - Parameters:
+    ///   - id: The transport, from ``MQTTClientAction/openTransport(_:)``.
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
-    public mutating func transportConnected(now: MQTTInstant, into actions: inout MQTTClientActions) {
-        guard case .connectingTransport = state else { return }
+    public mutating func transportConnected(_ id: MQTTTransportID, now: MQTTInstant, into actions: inout MQTTClientActions) {
+        guard id == transport, case .connectingTransport = state else { return }
         keepalive = KeepaliveClock(lastSent: now, lastReceived: now, pingSentAt: nil)
         state = .awaitingConnAck(deadline: now + connectTimeout)
-        sentConnect = connectPacket
-        send(.connect(connectPacket), now: now, into: &actions)
+        send(.connect(sentConnect), now: now, into: &actions)
         updateDeadline()
     }
 
-    /// The transport failed to come up or went down.
+    /// The transport `id` failed to come up (including when it could not even be created, for
+    /// example no TLS engine) or went down.
     ///
-    /// During an attempt this fails the attempt with `failure`; when connected it ends the
-    /// connection (``MQTTClientAction/offline(_:willReconnect:)``). Ignored when the machine is
-    /// already idle or waiting to reconnect (for example the close that follows
-    /// ``MQTTClientAction/closeTransport``).
+    /// During an attempt this fails the attempt with `failure`
+    /// (``MQTTClientAction/connectFailed(_:willRetry:)``); when connected it ends the connection
+    /// (``MQTTClientAction/offline(_:willReconnect:)``). Ignored when `id` is not the current
+    /// transport (the close that follows ``MQTTClientAction/closeTransport(_:)``, a late report
+    /// of an older transport) or the machine is idle or waiting to reconnect.
     ///
     /// - Parameters:
+    ///   - id: The transport, from ``MQTTClientAction/openTransport(_:)``.
     ///   - failure: What happened, mapped by the transport layer.
     ///   - now: The current instant.
     ///   - actions: Receives the actions to carry out.
-    public mutating func transportFailed(_ failure: MQTTConnectionFailure, now: MQTTInstant, into actions: inout MQTTClientActions) {
+    public mutating func transportFailed(
+        _ id: MQTTTransportID, _ failure: MQTTConnectionFailure, now: MQTTInstant, into actions: inout MQTTClientActions
+    ) {
+        guard id == transport else { return }
         switch state {
-        case .connectingTransport, .awaitingConnAck, .connected:
+        case .connectingTransport, .awaitingConnAck, .connected, .disconnecting:
+            transport = nil  // gone by itself: nothing to close
             connectionEnded(failure, closeTransport: false, now: now, into: &actions)
             updateDeadline()
         case .idle, .waitingToReconnect:
@@ -392,6 +636,12 @@ public struct MQTTClientStateMachine: Sendable {
             }
         case .connected:
             keepaliveDue(now: now, into: &actions)
+        case .disconnecting(let deadline):
+            if now >= deadline {
+                close(now: now, into: &actions)  // the PUBRELs did not all come in time
+            } else {
+                keepaliveDue(now: now, into: &actions)
+            }
         }
     }
 
@@ -429,7 +679,7 @@ public struct MQTTClientStateMachine: Sendable {
     public mutating func readingResumed(now: MQTTInstant, into actions: inout MQTTClientActions) {
         guard keepalive.readingPaused else { return }
         keepalive.readingPaused = false
-        guard isConnected else { return }
+        guard hasConnection else { return }
         keepalive.lastReceived = now
         keepalive.pingSentAt = nil
         keepaliveDue(now: now, into: &actions)
@@ -445,7 +695,7 @@ public struct MQTTClientStateMachine: Sendable {
     ///   - actions: Receives the actions to carry out.
     public mutating func receivedInvalidData(_ error: MQTTProtocolError, now: MQTTInstant, into actions: inout MQTTClientActions) {
         switch state {
-        case .connectingTransport, .awaitingConnAck, .connected:
+        case .connectingTransport, .awaitingConnAck, .connected, .disconnecting:
             connectionEnded(.protocolError(error), closeTransport: true, now: now, into: &actions)
             updateDeadline()
         case .idle, .waitingToReconnect:
@@ -476,9 +726,30 @@ public struct MQTTClientStateMachine: Sendable {
         }
     }
 
+    /// Starts one attempt: checks the CONNECT it will send (a broken one fails the attempt at
+    /// once, never retried: it would fail the same way), then asks for a transport.
     mutating func startAttempt(now: MQTTInstant, into actions: inout MQTTClientActions) {
+        let packet = connectPacket
+        do throws(MQTTProtocolError) {
+            let size = try MQTTEncoder.validateConnect(packet)
+            if size > maximumOutgoingPacketSize {
+                throw .packetTooLarge(size: size, limit: maximumOutgoingPacketSize)
+            }
+        } catch {
+            state = .idle
+            failFastPending = false
+            let failure = MQTTConnectionFailure.protocolError(error)
+            actions.append(.connectFailed(failure, willRetry: false))
+            failOutstanding(.connectionLost(failure), into: &actions)
+            return
+        }
+        sentConnect = packet
         state = .connectingTransport(deadline: now + connectTimeout)
-        actions.append(.openTransport)
+        transportCounter &+= 1
+        let id = MQTTTransportID(rawValue: transportCounter)
+        transport = id
+        writable = true  // a new transport starts writable
+        actions.append(.openTransport(id))
     }
 
     /// Ends an attempt or a connection; schedules a reconnect or fails what is outstanding.
@@ -488,19 +759,21 @@ public struct MQTTClientStateMachine: Sendable {
         now: MQTTInstant,
         into actions: inout MQTTClientActions
     ) {
-        let wasConnected = isConnected
-        if closeTransport { actions.append(.closeTransport) }
+        let wasConnected = hasConnection
+        let wasDisconnecting = isDisconnecting
+        if closeTransport { appendCloseTransport(into: &actions) }
         keepalive.pingSentAt = nil
         // Requests sent on this connection go out again on the next one.
         for id in controls.keys { controls[id]?.sent = false }
         let retry: Bool
-        if let policy = reconnect, failure.isRetryable {
+        if let policy = reconnect, failure.isRetryable, !failFastPending, !wasDisconnecting {
             let delay = policy.delay(attempt: reconnectAttempt, random: jitter.nextUnit())
             reconnectAttempt += 1
             state = .waitingToReconnect(at: now + delay)
             retry = true
         } else {
             state = .idle
+            failFastPending = false
             retry = false
         }
         if wasConnected {
@@ -508,9 +781,20 @@ public struct MQTTClientStateMachine: Sendable {
         } else {
             actions.append(.connectFailed(failure, willRetry: retry))
         }
-        if !retry {
+        if wasDisconnecting {
+            // The user asked to close: requests fail as a close fails them.
+            failOutstanding(.closed, into: &actions)
+            actions.append(.disconnected)
+        } else if !retry {
             failOutstanding(.connectionLost(failure), into: &actions)
         }
+    }
+
+    /// Asks to close the current transport, which is forgotten: its later reports are ignored.
+    mutating func appendCloseTransport(into actions: inout MQTTClientActions) {
+        guard let id = transport else { return }
+        transport = nil
+        actions.append(.closeTransport(id))
     }
 
     /// Fails every outstanding request, in the order they were made, and forgets the session's
@@ -528,6 +812,9 @@ public struct MQTTClientStateMachine: Sendable {
             if let token = queued.token { actions.append(.requestFailed(token, error)) }
         }
         queuedBytes = 0
+        while let waiter = waiting.popFirst() {
+            if let token = waiter.token { actions.append(.requestFailed(token, error)) }
+        }
         subscriptions.removeAll()
     }
 
@@ -542,16 +829,21 @@ public struct MQTTClientStateMachine: Sendable {
             desired = deadline
         case .waitingToReconnect(let at):
             desired = at
-        case .connected:
+        case .connected, .disconnecting:
+            var next: MQTTInstant?
             if sentConnect.keepAlive == 0 {
-                desired = nil
+                next = nil
             } else if keepalive.readingPaused {
-                desired = keepalive.lastSent + keepAliveInterval
+                next = keepalive.lastSent + keepAliveInterval
             } else if let pingSentAt = keepalive.pingSentAt {
-                desired = pingSentAt + keepAliveInterval / 2
+                next = pingSentAt + keepAliveInterval / 2
             } else {
-                desired = min(keepalive.lastSent, keepalive.lastReceived) + keepAliveInterval
+                next = min(keepalive.lastSent, keepalive.lastReceived) + keepAliveInterval
             }
+            if case .disconnecting(let deadline) = state {
+                next = min(next ?? deadline, deadline)
+            }
+            desired = next
         }
         guard let desired else {
             if armed != nil {
@@ -610,33 +902,60 @@ public struct MQTTClientStateMachine: Sendable {
         send(.publish(packet), now: now, into: &actions)
     }
 
-    mutating func enqueue(_ message: PublishPacket, token: MQTTRequestToken?, offline: Bool) throws(MQTTClientError) {
+    mutating func enqueue(
+        _ message: PublishPacket, token: MQTTRequestToken?, offline: Bool, whenFull: MQTTPublishFlowControl
+    ) throws(MQTTClientError) {
         let size = message.topic.utf8.count + message.payload.count
-        guard queue.count < maxQueuedMessages, queuedBytes + size <= maxQueuedBytes else {
-            if offline { throw .offlineQueueFull(messages: queue.count, bytes: queuedBytes) }
-            throw .sendQueueFull(messages: queue.count, bytes: queuedBytes)
-        }
         var packet = message
         packet.dup = false
         packet.packetID = 0
+        let fits = queue.count < maxQueuedMessages && queuedBytes + size <= maxQueuedBytes
+        if whenFull == .wait && (!fits || !waiting.isEmpty) {
+            waiting.append(QueuedMessage(message: packet, token: token, size: size))
+            return
+        }
+        guard fits else {
+            if offline { throw .offlineQueueFull(messages: queue.count, bytes: queuedBytes) }
+            throw .sendQueueFull(messages: queue.count, bytes: queuedBytes)
+        }
         queue.append(QueuedMessage(message: packet, token: token, size: size))
         queuedBytes += size
     }
 
-    /// Moves waiting messages into the window while it has room, in queue order.
+    /// Sends waiting messages, in queue order, while connected, writable and the window has
+    /// room (QoS 0 needs no room); then the waiting publishers the same way once the queue is
+    /// empty; then moves waiting publishers into the queue while it has room.
     mutating func drainQueue(now: MQTTInstant, into actions: inout MQTTClientActions) {
-        guard isConnected else { return }
-        while let first = queue.first {
-            if first.message.qos == .atMostOnce {
+        if isConnected && writable {
+            while let first = queue.first {
+                if first.message.qos == .atMostOnce {
+                    _ = queue.popFirst()
+                    queuedBytes -= first.size
+                    sendQoS0(first.message, token: first.token, now: now, into: &actions)
+                    continue
+                }
+                guard !inflight.isFull, let id = allocatePacketID() else { break }
                 _ = queue.popFirst()
                 queuedBytes -= first.size
-                sendQoS0(first.message, token: first.token, now: now, into: &actions)
-                continue
+                startOutgoing(first.message, token: first.token, id: id, now: now, into: &actions)
             }
-            guard !inflight.isFull, let id = allocatePacketID() else { return }
-            _ = queue.popFirst()
-            queuedBytes -= first.size
-            startOutgoing(first.message, token: first.token, id: id, now: now, into: &actions)
+            if queue.isEmpty {
+                while let first = waiting.first {
+                    if first.message.qos == .atMostOnce {
+                        _ = waiting.popFirst()
+                        sendQoS0(first.message, token: first.token, now: now, into: &actions)
+                        continue
+                    }
+                    guard !inflight.isFull, let id = allocatePacketID() else { break }
+                    _ = waiting.popFirst()
+                    startOutgoing(first.message, token: first.token, id: id, now: now, into: &actions)
+                }
+            }
+        }
+        while let first = waiting.first, queue.count < maxQueuedMessages, queuedBytes + first.size <= maxQueuedBytes {
+            _ = waiting.popFirst()
+            queue.append(first)
+            queuedBytes += first.size
         }
     }
 
@@ -646,7 +965,11 @@ public struct MQTTClientStateMachine: Sendable {
         now: MQTTInstant,
         into actions: inout MQTTClientActions
     ) throws(MQTTClientError) -> UInt16 {
-        if case .idle = state { throw .notConnected }
+        switch state {
+        case .idle: throw .notConnected
+        case .disconnecting: throw .closed
+        default: break
+        }
         guard controls.count < maxPendingRequests, let id = allocatePacketID() else {
             throw .tooManyPendingRequests(limit: maxPendingRequests)
         }

@@ -123,8 +123,16 @@ public enum MQTTClientError: Error, Sendable, Hashable {
     case alreadyConnecting
     /// A SUBSCRIBE or UNSUBSCRIBE without topic filters [MQTT-3.8.3-3], [MQTT-3.10.3-2].
     case noTopicFilters
-    /// The request was outstanding when the user closed the client.
+    /// The packet would be `size` bytes (fixed header included), above `limit`: the configured
+    /// ``MQTTClientConfiguration/maximumOutgoingPacketSize``, or MQTT's own limit
+    /// (``MQTTEncoder/maximumPacketSize``, a remaining length of at most 268,435,455
+    /// [MQTT-2.2.3]). Nothing was queued.
+    case packetTooLarge(size: Int, limit: Int)
+    /// The request was outstanding when the user closed the client, or was made while a
+    /// graceful disconnect is under way.
     case closed
+    /// The caller cancelled the request (``MQTTClientStateMachine/cancel(_:now:into:)``).
+    case cancelled
     /// The request was outstanding when the connection ended and no reconnect follows.
     case connectionLost(MQTTConnectionFailure)
 }

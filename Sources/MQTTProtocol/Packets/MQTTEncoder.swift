@@ -56,44 +56,13 @@ public enum MQTTEncoder {
     /// - Throws: ``MQTTProtocolError``; nothing is written then.
     public static func encodeConnect(_ connect: ConnectPacket, into buffer: OutboundBuffer) throws(MQTTProtocolError) {
         let version = connect.version
-        try MQTTValidation.validateString(connect.clientID, field: .clientID)
-        let idLength = connect.clientID.utf8.count
-        switch version {
-        case .v3_1:
-            // MQTT 3.1: "between 1 and 23 characters"; counted in bytes, as brokers do.
-            if idLength < 1 || idLength > 23 {
-                throw .invalidClientID("MQTT 3.1 needs 1 to 23 bytes, got \(idLength)")
-            }
-        case .v3_1_1:
-            if idLength == 0 && !connect.cleanSession {
-                throw .invalidClientID("an empty client identifier needs a clean session [MQTT-3.1.3-7]")
-            }
-        }
-        let nameLength = version.protocolName.utf8.count
-        var remaining = 2 + nameLength + 1 + 1 + 2 + 2 + idLength
+        let remaining = try connectRemainingLength(connect)
         var flags: UInt8 = connect.cleanSession ? 0x02 : 0
         if let will = connect.will {
-            try MQTTValidation.validateTopicName(will.topic)
-            if will.payload.count > MQTTValidation.maximumFieldLength {
-                throw .fieldTooLong(field: .willPayload, length: will.payload.count)
-            }
-            remaining += 2 + will.topic.utf8.count + 2 + will.payload.count
             flags |= 0x04 | (will.qos.rawValue << 3) | (will.retain ? 0x20 : 0)
         }
-        if let username = connect.username {
-            try MQTTValidation.validateString(username, field: .username)
-            remaining += 2 + username.utf8.count
-            flags |= 0x80
-        }
-        if let password = connect.password {
-            // [MQTT-3.1.2-22]: if the user name flag is 0, the password flag must be 0.
-            if connect.username == nil { throw .passwordWithoutUsername }
-            if password.count > MQTTValidation.maximumFieldLength {
-                throw .fieldTooLong(field: .password, length: password.count)
-            }
-            remaining += 2 + password.count
-            flags |= 0x40
-        }
+        if connect.username != nil { flags |= 0x80 }
+        if connect.password != nil { flags |= 0x40 }
         buffer.reserveAppend(1 + RemainingLength.size(of: remaining) + remaining)
         buffer.writeByte(0x10)
         RemainingLength.write(remaining, into: buffer)
@@ -314,6 +283,108 @@ public enum MQTTEncoder {
         RemainingLength.write(remaining, into: buffer)
         buffer.writeUInt16(unsubscribe.packetID)
         for filter in unsubscribe.filters { writeString(filter, into: buffer) }
+    }
+
+    // MARK: Sizes
+
+    /// The largest packet MQTT 3.1 / 3.1.1 can frame: the largest remaining length
+    /// (268,435,455, [MQTT-2.2.3]) plus 1 byte of packet type and 4 of remaining length.
+    public static let maximumPacketSize = RemainingLength.maximum + 5
+
+    /// The whole size of a PUBLISH (fixed header, remaining-length bytes, topic length and
+    /// bytes, packet id when QoS > 0, payload), as it would be encoded.
+    ///
+    /// Usable before any packet is built, so that a caller can reject a message on its own
+    /// thread. A result above ``maximumPacketSize`` means the remaining length would exceed
+    /// 268,435,455 and the packet cannot be framed at all. No allocation.
+    ///
+    /// - Parameters:
+    ///   - topicByteCount: The topic name's UTF-8 byte count.
+    ///   - payloadCount: The payload's byte count.
+    ///   - qos: The message's QoS (QoS 1 / 2 add the 2-byte packet id).
+    /// - Returns: The packet's size in bytes.
+    @inlinable
+    public static func publishPacketSize(topicByteCount: Int, payloadCount: Int, qos: QoS) -> Int {
+        let remaining = 2 &+ topicByteCount &+ (qos == .atMostOnce ? 0 : 2) &+ payloadCount
+        return 1 &+ RemainingLength.size(of: remaining) &+ remaining
+    }
+
+    /// The whole size of a SUBSCRIBE with these filters (fixed header, packet id, each filter
+    /// with its length and requested QoS byte).
+    ///
+    /// - Parameter subscriptions: The filters.
+    /// - Returns: The packet's size in bytes.
+    public static func subscribePacketSize(_ subscriptions: [TopicSubscription]) -> Int {
+        var remaining = 2
+        for subscription in subscriptions { remaining += 2 + subscription.filter.utf8.count + 1 }
+        return 1 + RemainingLength.size(of: remaining) + remaining
+    }
+
+    /// The whole size of an UNSUBSCRIBE with these filters (fixed header, packet id, each
+    /// filter with its length).
+    ///
+    /// - Parameter filters: The filters.
+    /// - Returns: The packet's size in bytes.
+    public static func unsubscribePacketSize(_ filters: [String]) -> Int {
+        var remaining = 2
+        for filter in filters { remaining += 2 + filter.utf8.count }
+        return 1 + RemainingLength.size(of: remaining) + remaining
+    }
+
+    /// Checks a CONNECT against the rules ``encodeConnect(_:into:)`` applies, without writing
+    /// anything, and returns its whole size in bytes.
+    ///
+    /// Checks: client id 1-23 bytes for MQTT 3.1, empty only with a clean session for 3.1.1
+    /// [MQTT-3.1.3-7]; will topic a valid topic name, no wildcard [MQTT-3.1.3-10],
+    /// [MQTT-3.3.2-2]; will payload, user name and password at most 65,535 bytes; a password
+    /// only with a user name [MQTT-3.1.2-22]; strings without U+0000 [MQTT-1.5.3-2].
+    ///
+    /// - Parameter connect: The packet.
+    /// - Returns: The packet's size in bytes.
+    /// - Throws: ``MQTTProtocolError`` naming the rule the packet breaks.
+    @discardableResult
+    public static func validateConnect(_ connect: ConnectPacket) throws(MQTTProtocolError) -> Int {
+        let remaining = try connectRemainingLength(connect)
+        return 1 + RemainingLength.size(of: remaining) + remaining
+    }
+
+    /// Validates CONNECT and returns its remaining length (see ``validateConnect(_:)``).
+    static func connectRemainingLength(_ connect: ConnectPacket) throws(MQTTProtocolError) -> Int {
+        let version = connect.version
+        try MQTTValidation.validateString(connect.clientID, field: .clientID)
+        let idLength = connect.clientID.utf8.count
+        switch version {
+        case .v3_1:
+            // MQTT 3.1: "between 1 and 23 characters"; counted in bytes, as brokers do.
+            if idLength < 1 || idLength > 23 {
+                throw .invalidClientID("MQTT 3.1 needs 1 to 23 bytes, got \(idLength)")
+            }
+        case .v3_1_1:
+            if idLength == 0 && !connect.cleanSession {
+                throw .invalidClientID("an empty client identifier needs a clean session [MQTT-3.1.3-7]")
+            }
+        }
+        var remaining = 2 + version.protocolName.utf8.count + 1 + 1 + 2 + 2 + idLength
+        if let will = connect.will {
+            try MQTTValidation.validateTopicName(will.topic)
+            if will.payload.count > MQTTValidation.maximumFieldLength {
+                throw .fieldTooLong(field: .willPayload, length: will.payload.count)
+            }
+            remaining += 2 + will.topic.utf8.count + 2 + will.payload.count
+        }
+        if let username = connect.username {
+            try MQTTValidation.validateString(username, field: .username)
+            remaining += 2 + username.utf8.count
+        }
+        if let password = connect.password {
+            // [MQTT-3.1.2-22]: if the user name flag is 0, the password flag must be 0.
+            if connect.username == nil { throw .passwordWithoutUsername }
+            if password.count > MQTTValidation.maximumFieldLength {
+                throw .fieldTooLong(field: .password, length: password.count)
+            }
+            remaining += 2 + password.count
+        }
+        return remaining
     }
 
     // MARK: Helpers

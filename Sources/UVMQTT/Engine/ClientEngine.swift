@@ -77,8 +77,6 @@ final class ClientEngine: @unchecked Sendable {
     @exclusivity(unchecked) private var dispatching = false
     @exclusivity(unchecked) private var deferred: [(ClientEngine) -> Void] = []
     @exclusivity(unchecked) private var decodePending = false
-    /// The oversize PUBLISH being dispatched (for the `overflow` event's view).
-    @exclusivity(unchecked) private var currentOversize: OversizePublishView?
 
     @exclusivity(unchecked) var handlers = Handlers()
     private var pendingConnect: ConnectCompletion?
@@ -419,7 +417,6 @@ final class ClientEngine: @unchecked Sendable {
             if tracing { traceReceived(packet) }
             receive(packet, now: now)
             performActions()
-            currentOversize = nil
             if connection === c { decoder.releaseLastFrame(in: ring) }
             runDeferred()
         }
@@ -429,37 +426,7 @@ final class ClientEngine: @unchecked Sendable {
     }
 
     private func receive(_ packet: InboundPacket, now: MQTTInstant) {
-        switch packet {
-        case .publish(let view):
-            machine.receivedPublish(view, now: now, into: &actions)
-        case .oversizePublish(let view):
-            currentOversize = view
-            machine.receivedOversizePublish(qos: view.qos, packetID: view.packetID, now: now, into: &actions)
-        case .connack(let connack):
-            machine.receivedConnAck(connack, now: now, into: &actions)
-        case .puback(let id):
-            machine.receivedPubAck(packetID: id, now: now, into: &actions)
-        case .pubrec(let id):
-            machine.receivedPubRec(packetID: id, now: now, into: &actions)
-        case .pubrel(let id):
-            machine.receivedPubRel(packetID: id, now: now, into: &actions)
-        case .pubcomp(let id):
-            machine.receivedPubComp(packetID: id, now: now, into: &actions)
-        case .suback(let suback):
-            machine.receivedSubAck(suback, now: now, into: &actions)
-        case .unsuback(let id):
-            machine.receivedUnsubAck(packetID: id, now: now, into: &actions)
-        case .pingresp:
-            machine.receivedPingResp(now: now, into: &actions)
-        case .pingreq, .disconnect, .connect, .subscribe, .unsubscribe:
-            // Packets only a client sends [MQTT-4.8.0-1]. As the first packet: reason -4.
-            if machine.connectionState == .awaitingConnAck {
-                closeTransport()
-                machine.transportFailed(.notConnAck(packet.type), now: now, into: &actions)
-            } else {
-                machine.receivedInvalidData(.unexpectedPacket(packet.type), now: now, into: &actions)
-            }
-        }
+        machine.receivedPacket(packet, now: now, into: &actions)
     }
 
     // MARK: Actions
@@ -476,8 +443,8 @@ final class ClientEngine: @unchecked Sendable {
 
     private func perform(_ action: MQTTClientAction) {
         switch action {
-        case .openTransport:
-            openTransport()
+        case .openTransport(let id):
+            openTransport(id)
         case .send(let packet):
             guard let connection else { return }
             if tracing { traceSent(packet) }
@@ -516,8 +483,8 @@ final class ClientEngine: @unchecked Sendable {
             handlers.offline?(failure)
         case .deliver(let view):
             deliver(view)
-        case .deliverOversized:
-            if let oversize = currentOversize, let handler = handlers.overflow {
+        case .deliverOversized(let oversize):
+            if let handler = handlers.overflow {
                 handler(MQTTMessageView(topicBytes: oversize.topic, payload: oversize.payloadPrefix, qos: oversize.qos,
                                         retain: oversize.retain, dup: oversize.dup,
                                         totalPayloadLength: oversize.totalPayloadLength))
@@ -544,6 +511,9 @@ final class ClientEngine: @unchecked Sendable {
             case .unsubscribe(let completion)?: completion(.failure(error))
             case nil: break
             }
+        case .disconnected:
+            // Only `disconnect(drainTimeout:)` emits it; the engine still closes with `close()`.
+            break
         case .unexpectedAck(let type, let packetID):
             logger?.debug("acknowledgement for nothing outstanding", metadata: ["type": "\(type)", "packetID": "\(packetID)"])
         }
@@ -602,7 +572,7 @@ final class ClientEngine: @unchecked Sendable {
 
     // MARK: Transport
 
-    private func openTransport() {
+    private func openTransport(_ machineID: MQTTTransportID) {
         guard let server else { return }
         transportID &+= 1
         let id = transportID
@@ -614,7 +584,7 @@ final class ClientEngine: @unchecked Sendable {
                 transform = try TLSEngine(context: tlsContext, host: server.host)
             } catch {
                 let failure = ClientEngine.failure(for: error)
-                deferred.append { $0.machine.transportFailed(failure, now: ClientEngine.now(), into: &$0.actions) }
+                deferred.append { $0.machine.transportFailed(machineID, failure, now: ClientEngine.now(), into: &$0.actions) }
                 return
             }
         }
@@ -636,12 +606,12 @@ final class ClientEngine: @unchecked Sendable {
             case .success(let c):
                 connection = c
                 c.onRead = { [self] c in didRead(c) }
-                c.onClose = { [self] error in transportClosed(id: id, error: error) }
-                event { $0.machine.transportConnected(now: ClientEngine.now(), into: &$0.actions) }
+                c.onClose = { [self] error in transportClosed(id: id, machineID: machineID, error: error) }
+                event { $0.machine.transportConnected(machineID, now: ClientEngine.now(), into: &$0.actions) }
             case .failure(let error):
                 connection = nil
                 let failure = ClientEngine.failure(for: error)
-                event { $0.machine.transportFailed(failure, now: ClientEngine.now(), into: &$0.actions) }
+                event { $0.machine.transportFailed(machineID, failure, now: ClientEngine.now(), into: &$0.actions) }
             }
         }
     }
@@ -673,13 +643,13 @@ final class ClientEngine: @unchecked Sendable {
         connection = nil
     }
 
-    private func transportClosed(id: UInt64, error: TransportError?) {
+    private func transportClosed(id: UInt64, machineID: MQTTTransportID, error: TransportError?) {
         guard id == transportID else { return }
         connection?.onRead = nil
         connection?.onClose = nil
         connection = nil
         let failure = ClientEngine.failure(for: error ?? .closedByPeer)
-        event { $0.machine.transportFailed(failure, now: ClientEngine.now(), into: &$0.actions) }
+        event { $0.machine.transportFailed(machineID, failure, now: ClientEngine.now(), into: &$0.actions) }
     }
 
     /// Maps the reactor's errors to the NodeMCU-style reasons.
