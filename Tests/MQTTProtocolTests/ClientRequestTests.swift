@@ -117,6 +117,29 @@ final class CompletionBox: Sendable {
         #expect(h.machine.pendingRequestCount == 2)
     }
 
+    @Test func theResubscriptionAfterALostSessionKeepsWithinTheLimit() throws {
+        // A SUBSCRIBE of one 11-byte filter is 1 + 1 + 2 + (2 + 11 + 1) = 18 bytes, of two 32,
+        // of three 46: with a limit of 40 the re-subscription carries two filters per packet.
+        var h = Self.harness(limit: 40, reconnect: ReconnectBackoff())
+        try h.establish()
+        for i in 0..<5 {
+            let id = try h.subscribe([TopicSubscription(filter: "filter/\(i)abc", qos: .atMostOnce)])
+            h.suback(id, [.granted(.atMostOnce)])
+        }
+        #expect(h.machine.activeSubscriptions.count == 5)
+        h.transportFailed(.closedByPeer)
+        _ = h.take()
+        h.advanceToNextAttempt()
+        h.transportConnected()
+        h.connack(sessionPresent: false)
+        let packets = h.sent.compactMap { packet -> SubscribePacket? in
+            if case .subscribe(let p) = packet { return p }
+            return nil
+        }
+        #expect(packets.map(\.subscriptions.count) == [2, 2, 1])
+        #expect(packets.allSatisfy { MQTTEncoder.subscribePacketSize($0.subscriptions) <= 40 })
+    }
+
     // MARK: Cancellation
 
     /// The topics of the PUBLISH packets sent since the last `take()`.

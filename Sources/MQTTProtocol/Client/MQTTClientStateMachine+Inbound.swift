@@ -357,7 +357,16 @@ extension MQTTClientStateMachine {
             }
             var start = 0
             while start < subscriptions.count {
-                let end = min(start + Self.resubscribeChunk, subscriptions.count)
+                // At most 64 filters, and within the outgoing size limit (each filter alone fit
+                // in the SUBSCRIBE that made it).
+                var end = start + 1
+                var remaining = 2 + 2 + subscriptions[start].filter.utf8.count + 1
+                while end < subscriptions.count && end - start < Self.resubscribeChunk {
+                    let next = remaining + 2 + subscriptions[end].filter.utf8.count + 1
+                    if 1 + RemainingLength.size(of: next) + next > maximumOutgoingPacketSize { break }
+                    remaining = next
+                    end += 1
+                }
                 let chunk = Array(subscriptions[start..<end])
                 start = end
                 guard let id = allocatePacketID() else { break }

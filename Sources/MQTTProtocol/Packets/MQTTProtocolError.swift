@@ -35,7 +35,9 @@ public enum MQTTProtocolError: Error, Sendable, Hashable {
     /// A packet is larger than the receiver's (or the protocol's, 268,435,455 bytes) limit.
     ///
     /// From the decoder, `size` is the whole packet (fixed header included) and `limit` the
-    /// decoder's maximum packet size; from the encoder, both are remaining lengths.
+    /// decoder's maximum packet size; from the encoder, both are remaining lengths; from the
+    /// client state machine's CONNECT check (a `connectFailed(.protocolError(...))`), `size` is
+    /// the whole CONNECT and `limit` its ``MQTTClientConfiguration/maximumOutgoingPacketSize``.
     case packetTooLarge(size: Int, limit: Int)
     /// The packet ends inside a field.
     case truncated(PacketType, field: PacketField)
