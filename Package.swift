@@ -92,7 +92,7 @@ let package = Package(
         .executableTarget(
             name: "MQTTTool",
             dependencies: [
-                "UVMQTT",
+                "UVMQTT", "MQTTProtocol", "UVReactor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -14,9 +14,24 @@ let done = DispatchSemaphore(value: 0)
 let m = NodeMCUClient(clientID: "clientid", keepAlive: 120, username: "user", password: "password")
 
 // The broker publishes this will on /lwt if the client disappears without a clean close.
-m.lwt("/lwt", "offline", qos: .atMostOnce, retain: false)
+try m.lwt("/lwt", "offline", qos: .atMostOnce, retain: false)
 
-m.on(.connect) { _ in print("connected") }
+// Runs after every accepted connection, automatic reconnects included: subscribe here (the
+// `connected:` completion of `connect` belongs to that one call and does not run when a
+// failed first attempt is followed by a successful reconnect).
+m.on(.connect) { client, sessionPresent in
+    print("connected")
+    // Subscribe to /topic with QoS 0, then publish to it: the broker sends it back.
+    try? client.subscribe("/topic", qos: .atMostOnce) { _, result in
+        switch result {
+        case .success(let granted): print("subscribe success (granted: \(granted.rawValue))")
+        case .failure(let error): print("subscribe failed: \(error)")
+        }
+    }
+    try? client.publish("/topic", "hello", qos: .atMostOnce, retain: false) { _, _ in
+        print("sent")
+    }
+}
 m.on(.offline) { _ in
     print("offline")
     done.signal()
@@ -31,18 +46,8 @@ m.on(.message) { client, message in
 }
 
 do {
-    try m.connect(host, port: port, secure: .off, autoreconnect: false, connected: { client in
+    try m.connect(host, port: port, secure: .off, autoreconnect: false, connected: { _ in
         print("connected to \(host):\(port)")
-        // Subscribe to /topic with QoS 0, then publish to it: the broker sends it back.
-        try? client.subscribe("/topic", qos: .atMostOnce) { _, result in
-            switch result {
-            case .success(let granted): print("subscribe success (granted: \(granted.rawValue))")
-            case .failure(let error): print("subscribe failed: \(error)")
-            }
-        }
-        try? client.publish("/topic", "hello", qos: .atMostOnce, retain: false) { _, _ in
-            print("sent")
-        }
     }, failed: { _, reason in
         print("failed reason: \(reason.nodeMCUReasonCode) (\(reason))")
         done.signal()

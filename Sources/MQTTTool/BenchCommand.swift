@@ -1,6 +1,8 @@
 import ArgumentParser
 import Synchronization
+import MQTTProtocol
 import UVMQTT
+import UVReactor
 #if canImport(Glibc)
 import Glibc
 #endif

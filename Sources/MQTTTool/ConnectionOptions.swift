@@ -3,7 +3,9 @@ import ArgumentParser
 import Glibc
 #endif
 import Logging
+import MQTTProtocol
 import UVMQTT
+import UVReactor
 
 /// The flags `pub` and `sub` share (mosquitto_pub / mosquitto_sub names and meanings).
 struct ConnectionOptions: ParsableArguments {

@@ -1,4 +1,6 @@
+import MQTTProtocol
 import UVMQTT
+import UVReactor
 #if canImport(Glibc)
 import Glibc
 #endif

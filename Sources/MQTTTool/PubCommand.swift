@@ -3,7 +3,9 @@ import ArgumentParser
 import Glibc
 #endif
 import Synchronization
+import MQTTProtocol
 import UVMQTT
+import UVReactor
 
 /// `mqtt pub`: publishes one message (or one per stdin line, or the same one `--repeat` times),
 /// as mosquitto_pub does.

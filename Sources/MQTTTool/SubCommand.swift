@@ -2,7 +2,9 @@ import ArgumentParser
 #if canImport(Glibc)
 import Glibc
 #endif
+import MQTTProtocol
 import UVMQTT
+import UVReactor
 
 /// `mqtt sub`: subscribes and prints messages, as mosquitto_sub does.
 struct SubCommand: AsyncParsableCommand {

@@ -1,12 +1,17 @@
+public import UVReactor
+public import MQTTProtocol
 public import Logging
 
 /// The async/await face of the client.
 ///
 /// Every request suspends until its outcome: `connect` until the CONNACK, `publish` until the
 /// QoS handshake is done (written for QoS 0, PUBACK for 1, PUBCOMP for 2), `subscribe` until the
-/// SUBACK (returning the granted QoS per filter). Received messages arrive as owned
-/// ``MQTTMessage`` values through ``messages`` or ``messages(matching:)``, with a bounded buffer
-/// and back-pressure. The client is `Sendable`: call it from any task or thread.
+/// SUBACK (returning the granted QoS per filter). A full send queue makes `publish` wait for
+/// room instead of failing; every request can be cancelled (it throws `CancellationError`).
+/// Received messages arrive as owned ``MQTTMessage`` values through ``subscribe(to:qos:buffering:)``,
+/// ``messages`` or ``messages(matching:buffering:)``, each with its own bounded buffer.
+/// ``connectionEvents`` and ``isConnected`` report the connection. The client is `Sendable`:
+/// call it from any task or thread.
 ///
 /// It runs on the same engine as ``NodeMCUClient``; the NodeMCU-style events are available
 /// through ``NodeMCUClient`` only.
@@ -14,19 +19,21 @@ public import Logging
 /// ```swift
 /// let client = MQTTClient(options: MQTTClientOptions(clientID: "sensor-1"), logger: logger)
 /// try await client.connect(to: "mqtt://127.0.0.1:1883")
-/// let stream = client.messages(matching: "sensors/#")
-/// _ = try await client.subscribe("sensors/#", qos: .atLeastOnce)
+/// let sensors = try await client.subscribe(to: "sensors/#", qos: .atLeastOnce)
 /// try await client.publish("sensors/t", payload: Array("21.5".utf8), qos: .atLeastOnce)
-/// for await message in stream { print(message.topic, message.payloadString); break }
+/// for await message in sensors { print(message.topic, message.payloadString); break }
 /// await client.disconnect()
 /// ```
 public final class MQTTClient: Sendable {
     let engine: ClientEngine
     private let ownsLoop: Bool
-    private let messageBufferSize: Int
+    let router: AsyncRouter
 
     /// The event loop the client runs on.
     public var eventLoop: EventLoop { engine.loop }
+
+    /// Whether the client is connected now (a CONNACK accepted the current connection).
+    public var isConnected: Bool { router.connected.withLock { $0 } }
 
     /// Creates a client.
     ///
@@ -35,35 +42,81 @@ public final class MQTTClient: Sendable {
     ///   - eventLoop: The loop to run on; nil starts one for this client (stopped on deinit).
     ///   - logger: Where the client logs; the library never creates a logging backend, and
     ///     logs nothing without one.
-    public init(options: MQTTClientOptions, eventLoop: EventLoop? = nil, logger: Logger? = nil) {
-        messageBufferSize = options.messageBufferSize
-        (engine, ownsLoop) = ClientEngine.make(options: options, eventLoop: eventLoop, logger: logger)
+    public convenience init(options: MQTTClientOptions, eventLoop: EventLoop? = nil, logger: Logger? = nil) {
+        self.init(options: options, eventLoop: eventLoop, environment: nil, logger: logger)
+    }
+
+    /// Creates a client over a given environment (tests: in-memory transport, manual clock).
+    package init(options: MQTTClientOptions, eventLoop: EventLoop?, environment: MQTTEngineEnvironment?, logger: Logger?) {
+        (engine, ownsLoop) = ClientEngine.make(options: options, eventLoop: eventLoop, environment: environment, logger: logger)
+        router = AsyncRouter(engine: engine, defaultBuffering: .backPressure(capacity: options.messageBufferSize))
+        let router = router
+        // Before any request reaches the loop: no event can be missed.
+        engine.onEvent = { event in router.handle(event) }
     }
 
     deinit {
         engine.release(ownsLoop: ownsLoop)
     }
 
+    /// Closes the connection (without DISCONNECT drain: use ``disconnect()`` first for a clean
+    /// end), ends every stream, and stops the client's own event loop, waiting for its thread
+    /// to end. With an event loop passed in at creation, only the client is closed. The client
+    /// takes no more requests. Dropping the last reference does the same without waiting.
+    public func shutdownGracefully() async {
+        engine.submit { $0.shutdown() }
+        if ownsLoop { await engine.loop.shutdownGracefully() }
+    }
+
     /// Connects and waits for the broker's CONNACK.
     ///
     /// With `reconnect`, a connection lost later is re-established with back-off (messages
     /// published meanwhile wait in the bounded queue). A failure of this first attempt is
-    /// thrown and no retry follows.
+    /// thrown and no retry follows, unless `retryFirstAttempt`: then the call keeps trying with
+    /// the back-off until a CONNACK accepts (a daemon that starts before its broker), and throws
+    /// only a failure that no retry can fix (refused credentials, an untrusted certificate).
+    ///
+    /// Cancelling the calling task stops the attempt (and its retries) and throws
+    /// `CancellationError`.
     ///
     /// - Parameters:
     ///   - server: Host, port and security.
     ///   - reconnect: Reconnect automatically after a loss.
+    ///   - retryFirstAttempt: Retry a failed first attempt too (requires `reconnect`).
     /// - Returns: Whether the broker resumed a stored session (session present).
-    /// - Throws: ``MQTTConnectionFailure`` (with its NodeMCU reason code), or
-    ///   ``MQTTClientError/alreadyConnected`` when connected or connecting.
+    /// - Throws: ``MQTTConnectionFailure`` (with its NodeMCU reason code),
+    ///   ``MQTTClientError/alreadyConnected`` when connected or connecting, `CancellationError`.
     @discardableResult
-    public func connect(to server: MQTTServer, reconnect: Bool = false) async throws -> Bool {
+    public func connect(to server: MQTTServer, reconnect: Bool = false, retryFirstAttempt: Bool = false) async throws -> Bool {
+        try Task.checkCancellation()
         try engine.beginConnect()
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Bool, any Error>) in
-            engine.submit { engine in
-                engine.connect(to: server, reconnect: reconnect, stopRetryingOnFirstFailure: true) { result in
-                    continuation.resume(with: result.mapError { $0 as any Error })
+        let cell = ResultCell<Bool>()
+        let retry = reconnect && retryFirstAttempt
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Bool, any Error>) in
+                cell.install(continuation)
+                engine.submit { engine in
+                    if cell.isCancelled {
+                        engine.endActive()
+                        cell.resume(.failure(CancellationError()))
+                        return
+                    }
+                    engine.connect(to: server, reconnect: reconnect, failFast: !retry, completeOnRetry: !retry) { result in
+                        // A cancelled attempt ends with `closedByUser`: the caller asked for
+                        // cancellation, so that is what it gets.
+                        if case .failure = result, cell.isCancelled {
+                            cell.resume(.failure(CancellationError()))
+                        } else {
+                            cell.resume(result.mapError { $0 as any Error })
+                        }
+                    }
                 }
+            }
+        } onCancel: {
+            cell.cancel()
+            engine.submit { engine in
+                guard engine.connectionState != .connected else { return }
+                engine.close()
             }
         }
     }
@@ -84,23 +137,31 @@ public final class MQTTClient: Sendable {
 
     /// Publishes and waits until the QoS handshake is done.
     ///
-    /// Offline with reconnect on, the message waits in the bounded queue and this call returns
-    /// once it was delivered after the reconnect.
+    /// When the in-flight window and the send queue are full (or the connection is above its
+    /// high-water mark), the call waits for room rather than failing; offline with reconnect
+    /// on, the message waits in the bounded queue and this call returns once it was delivered
+    /// after the reconnect.
+    ///
+    /// Cancellation: a message not yet written is withdrawn (never sent later) and the call
+    /// throws `CancellationError`. A QoS 1 / 2 message already written stays in the session
+    /// (the broker may have it; it is completed or resent as the protocol requires), and the
+    /// call throws `CancellationError` at once.
     ///
     /// - Parameters:
     ///   - topic: Topic name (no wildcards).
     ///   - payload: Payload bytes.
     ///   - qos: QoS 0, 1 or 2.
     ///   - retain: Ask the broker to retain it.
-    /// - Throws: ``MQTTProtocolError`` (invalid topic), ``MQTTClientError`` (not connected,
-    ///   queue full, closed, connection lost).
+    /// - Throws: ``MQTTProtocolError`` (invalid topic, `packetTooLarge`), ``MQTTClientError``
+    ///   (not connected, closed, connection lost), `CancellationError`.
     public func publish(_ topic: String, payload: [UInt8], qos: QoS = .atMostOnce, retain: Bool = false) async throws {
         try validateTopicName(topic)
+        try validatePublishSize(topic: topic, payloadCount: payload.count, qos: qos, limit: engine.options.maximumOutgoingPacketSize)
         let packet = PublishPacket(topic: topic, payload: payload, qos: qos, retain: retain)
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            engine.submit { engine in
-                engine.publish(packet) { result in continuation.resume(with: result.mapError { $0 as any Error }) }
-            }
+        let _: Void = try await request { cell in
+            RequestCompletion(.publish { cell.resume($0) })
+        } start: { engine, box in
+            engine.publish(packet, whenFull: .wait, completion: box)
         }
     }
 
@@ -118,16 +179,18 @@ public final class MQTTClient: Sendable {
 
     /// Subscribes to several filters in one SUBSCRIBE and waits for the SUBACK.
     ///
+    /// Messages are delivered to the streams whose filter matches (``messages(matching:buffering:)``);
+    /// ``subscribe(to:qos:buffering:)`` makes the subscription and its stream in one call.
+    ///
     /// - Parameter subscriptions: Filters with their requested QoS.
     /// - Returns: The broker's answer per filter, in order: the granted QoS, or `.failure`.
-    /// - Throws: ``MQTTProtocolError`` (invalid filter), ``MQTTClientError``.
+    /// - Throws: ``MQTTProtocolError`` (invalid filter), ``MQTTClientError``, `CancellationError`.
     public func subscribe(_ subscriptions: [TopicSubscription]) async throws -> [SubAckReturnCode] {
-        if subscriptions.isEmpty { throw MQTTProtocolError.noTopicFilters(.subscribe) }
-        for s in subscriptions { try validateTopicFilter(s.filter) }
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[SubAckReturnCode], any Error>) in
-            engine.submit { engine in
-                engine.subscribe(subscriptions) { result in continuation.resume(with: result.mapError { $0 as any Error }) }
-            }
+        try validateSubscriptions(subscriptions, limit: engine.options.maximumOutgoingPacketSize)
+        return try await request { cell in
+            RequestCompletion(.subscribe { cell.resume($0) })
+        } start: { engine, box in
+            engine.subscribe(subscriptions, completion: box)
         }
     }
 
@@ -143,17 +206,46 @@ public final class MQTTClient: Sendable {
         try await subscribe([TopicSubscription(filter: filter, qos: qos)]).first ?? .failure
     }
 
+    /// Subscribes to `filter` and returns the subscription: the granted QoS and an
+    /// `AsyncSequence` of the messages that match it.
+    ///
+    /// Its stream exists before the SUBSCRIBE goes out, so retained messages sent right after
+    /// the SUBACK are not missed. When the subscription and its iterators are gone (the
+    /// `for await` loop ended), UNSUBSCRIBE is sent (unless another live subscription of this
+    /// client has the same filter).
+    ///
+    /// ```swift
+    /// for await alarm in try await client.subscribe(to: "alarms/#", qos: .atLeastOnce) {
+    ///     handle(alarm)
+    /// }
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - filter: Topic filter (`+` and `#` allowed).
+    ///   - qos: Requested QoS.
+    ///   - buffering: The stream's buffering; nil for back-pressure with
+    ///     ``MQTTClientOptions/messageBufferSize``.
+    /// - Returns: The subscription.
+    /// - Throws: ``MQTTProtocolError`` (invalid filter), ``MQTTSubscriptionRefused`` (SUBACK
+    ///   0x80), ``MQTTClientError``, `CancellationError`.
+    public func subscribe(to filter: String, qos: QoS = .atMostOnce, buffering: MQTTStreamBuffering? = nil) async throws -> MQTTSubscription {
+        try validateTopicFilter(filter)
+        let stream = router.makeStream(filter: filter, buffering: buffering, unsubscribesOnEnd: true)
+        let codes = try await subscribe([TopicSubscription(filter: filter, qos: qos)])
+        guard case .granted(let granted)? = codes.first else { throw MQTTSubscriptionRefused(filter: filter) }
+        return MQTTSubscription(filter: filter, grantedQoS: granted, stream: stream)
+    }
+
     /// Unsubscribes from filters in one UNSUBSCRIBE and waits for the UNSUBACK.
     ///
     /// - Parameter filters: The filters.
-    /// - Throws: ``MQTTProtocolError`` (invalid filter), ``MQTTClientError``.
+    /// - Throws: ``MQTTProtocolError`` (invalid filter), ``MQTTClientError``, `CancellationError`.
     public func unsubscribe(_ filters: [String]) async throws {
-        if filters.isEmpty { throw MQTTProtocolError.noTopicFilters(.unsubscribe) }
-        for f in filters { try validateTopicFilter(f) }
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            engine.submit { engine in
-                engine.unsubscribe(filters) { result in continuation.resume(with: result.mapError { $0 as any Error }) }
-            }
+        try validateUnsubscribe(filters, limit: engine.options.maximumOutgoingPacketSize)
+        let _: Void = try await request { cell in
+            RequestCompletion(.unsubscribe { cell.resume($0) })
+        } start: { engine, box in
+            engine.unsubscribe(filters, completion: box)
         }
     }
 
@@ -165,40 +257,151 @@ public final class MQTTClient: Sendable {
         try await unsubscribe([filter])
     }
 
-    /// Sends DISCONNECT, closes the connection and stops reconnecting. Requests still waiting
-    /// fail with ``MQTTClientError/closed``. The client can connect again afterwards.
+    /// Disconnects cleanly and returns once the connection is closed.
+    ///
+    /// In order: the acknowledgements of messages already handed to the application go out
+    /// (for a QoS 2 message whose PUBREL is due, the client waits for it, at most
+    /// ``MQTTClientOptions/disconnectDrainTimeout``, and answers PUBCOMP); then DISCONNECT (the
+    /// broker discards the will [MQTT-3.14.4-3]); then the client waits until the broker read
+    /// everything and closed its side (at most ``MQTTClientOptions/disconnectTimeout``).
+    /// Automatic reconnect stops; requests still waiting fail with ``MQTTClientError/closed``;
+    /// every message stream and subscription ends. The client can connect again afterwards.
     public func disconnect() async {
         engine.endActive()
+        let router = router
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             engine.submit { engine in
-                engine.close()
-                continuation.resume()
+                engine.disconnect(drainTimeout: engine.options.disconnectDrainTimeout) {
+                    router.finishStreams()
+                    continuation.resume()
+                }
             }
         }
     }
 
-    /// Every received message, from now on, as an `AsyncSequence` (see ``MQTTMessageStream``).
-    public var messages: MQTTMessageStream { makeStream(filter: nil) }
+    /// Every received message, from now on, as an `AsyncSequence` (see ``MQTTMessageStream``),
+    /// with back-pressure and ``MQTTClientOptions/messageBufferSize``.
+    public var messages: MQTTMessageStream { router.makeStream(filter: nil, buffering: nil, unsubscribesOnEnd: false) }
 
     /// The received messages whose topic matches `filter` (`+` and `#` wildcards), from now on.
     ///
-    /// This only filters what arrives; subscribe separately.
+    /// This only filters what arrives; subscribe separately (or use
+    /// ``subscribe(to:qos:buffering:)``).
     ///
-    /// - Parameter filter: A topic filter.
+    /// - Parameters:
+    ///   - filter: A topic filter.
+    ///   - buffering: The stream's buffering; nil for back-pressure with
+    ///     ``MQTTClientOptions/messageBufferSize``.
     /// - Returns: The stream.
-    public func messages(matching filter: String) -> MQTTMessageStream {
-        makeStream(filter: filter)
+    /// - Throws: ``MQTTProtocolError`` for an invalid filter (`a/#/b`).
+    public func messages(matching filter: String, buffering: MQTTStreamBuffering? = nil) throws(MQTTProtocolError) -> MQTTMessageStream {
+        try validateTopicFilter(filter)
+        return router.makeStream(filter: filter, buffering: buffering, unsubscribesOnEnd: false)
     }
 
-    private func makeStream(filter: String?) -> MQTTMessageStream {
-        let engine = engine
-        let buffer = MessageBuffer(filter: filter, capacity: messageBufferSize) { [weak engine] in
-            engine?.submit { $0.resumeIfDrained() }
+    /// Every received message, from now on, with the given buffering.
+    ///
+    /// - Parameter buffering: The stream's buffering.
+    /// - Returns: The stream.
+    public func messages(buffering: MQTTStreamBuffering) -> MQTTMessageStream {
+        router.makeStream(filter: nil, buffering: buffering, unsubscribesOnEnd: false)
+    }
+
+    /// The connection's events from now on: connected (with session present), connect
+    /// failures, offline (with the reason), reconnect attempts with their delay.
+    public var connectionEvents: MQTTConnectionEvents { router.makeEventStream() }
+
+    /// Runs one request on the loop: the completion resumes the caller; cancellation withdraws
+    /// the request through the state machine and throws `CancellationError`.
+    private func request<T: Sendable>(
+        _ makeCompletion: (ResultCell<T>) -> RequestCompletion,
+        start: @escaping @Sendable (ClientEngine, RequestCompletion) -> Void
+    ) async throws -> T {
+        try Task.checkCancellation()
+        let cell = ResultCell<T>()
+        let box = makeCompletion(cell)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                cell.install(continuation)
+                engine.submit { engine in
+                    // Cancelled before the request reached the loop: it is never handed over.
+                    if cell.isCancelled {
+                        box.fail(.cancelled)
+                        return
+                    }
+                    start(engine, box)
+                }
+            }
+        } onCancel: {
+            cell.cancel()
+            engine.submit { $0.cancel(box) }
         }
-        engine.submit { $0.addStream(buffer) }
-        let registration = MessageStreamRegistration(buffer: buffer) { [weak engine] buffer in
-            engine?.submit { $0.removeStream(buffer) }
+    }
+}
+
+/// The broker refused a subscription (SUBACK return code 0x80).
+public struct MQTTSubscriptionRefused: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The refused topic filter.
+    public let filter: String
+
+    /// Creates the error.
+    ///
+    /// - Parameter filter: The refused filter.
+    public init(filter: String) {
+        self.filter = filter
+    }
+
+    public var description: String { "the broker refused the subscription to '\(filter)' (SUBACK 0x80)" }
+}
+
+/// One request's outcome, resumed exactly once: by the completion, or with
+/// `CancellationError` when the request was cancelled (``MQTTClientError/cancelled``).
+final class ResultCell<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var pending: Result<T, any Error>?
+        var cancelled = false
+        var done = false
+    }
+
+    private let state = Locked(State())
+
+    var isCancelled: Bool { state.withLock { $0.cancelled } }
+
+    func cancel() {
+        state.withLock { $0.cancelled = true }
+    }
+
+    func install(_ continuation: CheckedContinuation<T, any Error>) {
+        let pending = state.withLock { s -> Result<T, any Error>? in
+            if let p = s.pending {
+                s.pending = nil
+                return p
+            }
+            s.continuation = continuation
+            return nil
         }
-        return MQTTMessageStream(registration: registration)
+        if let pending { continuation.resume(with: pending) }
+    }
+
+    func resume(_ result: Result<T, MQTTClientError>) {
+        resume(result.mapError { error -> any Error in
+            if case .cancelled = error { return CancellationError() }
+            return error
+        })
+    }
+
+    func resume(_ result: Result<T, any Error>) {
+        let continuation = state.withLock { s -> CheckedContinuation<T, any Error>? in
+            if s.done { return nil }
+            s.done = true
+            guard let c = s.continuation else {
+                s.pending = result
+                return nil
+            }
+            s.continuation = nil
+            return c
+        }
+        continuation?.resume(with: result)
     }
 }

@@ -1,3 +1,4 @@
+public import MQTTProtocol
 /// The settings of a client, shared by both API faces (``MQTTClient`` and ``NodeMCUClient``),
 /// with documented defaults.
 ///
@@ -52,6 +53,19 @@ public struct MQTTClientOptions: Sendable {
     /// When a consumer falls this far behind, the client stops reading the socket until it
     /// catches up, so memory stays bounded and nothing the QoS promised is dropped. Default 256.
     public var messageBufferSize: Int
+    /// The largest outgoing packet, in bytes (fixed header included). A publish, subscribe or
+    /// unsubscribe whose packet would be larger fails at the call with
+    /// ``MQTTClientError/packetTooLarge(size:limit:)``: nothing is queued and no in-flight slot
+    /// is held. Default and upper bound: MQTT's largest packet (a remaining length of
+    /// 268,435,455 bytes plus the 5-byte fixed header).
+    public var maximumOutgoingPacketSize: Int
+    /// How long ``MQTTClient/disconnect()`` (and `close` with a completion) waits for the
+    /// broker to read the DISCONNECT and close its side before the socket is closed anyway.
+    /// Default 5 s.
+    public var disconnectTimeout: Duration
+    /// How long a graceful disconnect waits for the PUBREL of QoS 2 messages the application
+    /// already received, so that their PUBCOMP goes out before DISCONNECT. Default 1 s.
+    public var disconnectDrainTimeout: Duration
 
     /// Creates options; every parameter but the client id has the documented default.
     ///
@@ -71,6 +85,9 @@ public struct MQTTClientOptions: Sendable {
     ///   - reconnectBackoff: Delays between reconnect attempts.
     ///   - maximumIncomingPacketSize: The largest incoming packet.
     ///   - messageBufferSize: Buffer of the async message streams.
+    ///   - maximumOutgoingPacketSize: The largest packet a request may produce.
+    ///   - disconnectTimeout: Limit for the graceful close after DISCONNECT.
+    ///   - disconnectDrainTimeout: Limit for PUBRELs awaited before DISCONNECT.
     public init(
         clientID: String,
         protocolVersion: ProtocolVersion = .v3_1_1,
@@ -86,7 +103,10 @@ public struct MQTTClientOptions: Sendable {
         maxPendingRequests: Int = 256,
         reconnectBackoff: ReconnectBackoff = ReconnectBackoff(),
         maximumIncomingPacketSize: Int = 1 << 20,
-        messageBufferSize: Int = 256
+        messageBufferSize: Int = 256,
+        maximumOutgoingPacketSize: Int = MQTTClientOptions.largestPacketSize,
+        disconnectTimeout: Duration = .seconds(5),
+        disconnectDrainTimeout: Duration = .seconds(1)
     ) {
         self.clientID = clientID
         self.protocolVersion = protocolVersion
@@ -103,7 +123,13 @@ public struct MQTTClientOptions: Sendable {
         self.reconnectBackoff = reconnectBackoff
         self.maximumIncomingPacketSize = maximumIncomingPacketSize
         self.messageBufferSize = messageBufferSize
+        self.maximumOutgoingPacketSize = min(maximumOutgoingPacketSize, MQTTClientOptions.largestPacketSize)
+        self.disconnectTimeout = disconnectTimeout
+        self.disconnectDrainTimeout = disconnectDrainTimeout
     }
+
+    /// MQTT's largest packet: the 5-byte fixed header with a remaining length of 268,435,455.
+    public static let largestPacketSize = 268_435_455 + 5
 
     /// The CONNECT packet these options describe.
     var connectPacket: ConnectPacket {
@@ -114,10 +140,12 @@ public struct MQTTClientOptions: Sendable {
     /// The state machine's configuration, reconnect off: each `connect` sets the machine's
     /// policy (``reconnectBackoff`` or none) itself.
     func machineConfiguration(jitterSeed: UInt64) -> MQTTClientConfiguration {
-        MQTTClientConfiguration(
+        var configuration = MQTTClientConfiguration(
             connect: connectPacket, connectTimeout: connectTimeout, inflightWindow: inflightWindow,
             maxQueuedMessages: maxQueuedMessages, maxQueuedBytes: maxQueuedBytes,
             maxPendingRequests: maxPendingRequests, reconnect: nil,
             jitterSeed: jitterSeed)
+        configuration.maximumOutgoingPacketSize = maximumOutgoingPacketSize
+        return configuration
     }
 }

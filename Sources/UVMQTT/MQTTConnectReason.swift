@@ -1,3 +1,4 @@
+public import MQTTProtocol
 /// The NodeMCU connection failure reasons as an enum with their numbers as raw values.
 ///
 /// -5 ... 5 are the ESP8266 `mqtt` module's values (kept so that ported code can compare

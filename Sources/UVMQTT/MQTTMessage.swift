@@ -1,3 +1,4 @@
+public import MQTTProtocol
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,6 +19,14 @@ public struct MQTTMessage: Sendable, Hashable {
     public var retain: Bool
     /// Whether the broker marked it as a possible redelivery [MQTT-3.3.1-1].
     public var dup: Bool
+    /// The payload length the message had on the wire: `payload.count`, except for a message
+    /// over ``MQTTClientOptions/maximumIncomingPacketSize``, whose `payload` holds only the
+    /// prefix that fit (see ``isTruncated``).
+    public var totalPayloadLength: Int
+
+    /// Whether `payload` is only a prefix: the message was larger than the incoming packet
+    /// limit; the rest was skipped (and the message acknowledged per its QoS).
+    public var isTruncated: Bool { totalPayloadLength > payload.count }
 
     /// Creates a message.
     ///
@@ -27,12 +36,16 @@ public struct MQTTMessage: Sendable, Hashable {
     ///   - qos: Delivery QoS.
     ///   - retain: Retained-message flag.
     ///   - dup: Redelivery flag.
-    public init(topic: String, payload: [UInt8], qos: QoS = .atMostOnce, retain: Bool = false, dup: Bool = false) {
+    ///   - totalPayloadLength: The length on the wire, when `payload` is a prefix; nil for
+    ///     `payload.count`.
+    public init(topic: String, payload: [UInt8], qos: QoS = .atMostOnce, retain: Bool = false, dup: Bool = false,
+                totalPayloadLength: Int? = nil) {
         self.topic = topic
         self.payload = payload
         self.qos = qos
         self.retain = retain
         self.dup = dup
+        self.totalPayloadLength = max(totalPayloadLength ?? payload.count, payload.count)
     }
 
     /// The payload decoded as UTF-8 (invalid sequences replaced).
@@ -93,6 +106,7 @@ public struct MQTTMessageView {
 
     /// An owned copy (allocates the topic string and the payload array).
     public func makeOwned() -> MQTTMessage {
-        MQTTMessage(topic: topic, payload: [UInt8](payload), qos: qos, retain: retain, dup: dup)
+        MQTTMessage(topic: topic, payload: [UInt8](payload), qos: qos, retain: retain, dup: dup,
+                    totalPayloadLength: totalPayloadLength)
     }
 }

@@ -1,15 +1,62 @@
+public import MQTTProtocol
+/// How a message stream buffers when its consumer falls behind.
+///
+/// Each stream has its own buffer, so a stream nobody reads never holds up the others or the
+/// client's own acknowledgements.
+///
+/// - ``backPressure(capacity:)`` (the default, with ``MQTTClientOptions/messageBufferSize``):
+///   while the stream is being iterated and its buffer is full, the client stops reading the
+///   socket (the broker holds the messages and TCP slows it down) and reads again once the
+///   consumer drained half of it: nothing the QoS promised is dropped. A stream that is not
+///   being iterated (no live iterator) never pauses the client: once its buffer is full, new
+///   messages are dropped and counted (``MQTTMessageStream/droppedMessageCount``).
+/// - ``dropOldest(capacity:)`` / ``dropNewest(capacity:)``: never pause; a full buffer drops
+///   its oldest message or the new one, and counts it.
+public struct MQTTStreamBuffering: Sendable, Hashable {
+    enum Policy: Sendable, Hashable {
+        case backPressure, dropOldest, dropNewest
+    }
+
+    let policy: Policy
+    /// The most messages the stream holds.
+    public let capacity: Int
+
+    /// Pause reading while an iterated stream is full.
+    ///
+    /// - Parameter capacity: Messages buffered (at least 1).
+    /// - Returns: The policy.
+    public static func backPressure(capacity: Int) -> MQTTStreamBuffering {
+        MQTTStreamBuffering(policy: .backPressure, capacity: max(1, capacity))
+    }
+
+    /// Keep the newest messages: a full buffer drops its oldest.
+    ///
+    /// - Parameter capacity: Messages buffered (at least 1).
+    /// - Returns: The policy.
+    public static func dropOldest(capacity: Int) -> MQTTStreamBuffering {
+        MQTTStreamBuffering(policy: .dropOldest, capacity: max(1, capacity))
+    }
+
+    /// Keep the oldest messages: a full buffer drops the new one.
+    ///
+    /// - Parameter capacity: Messages buffered (at least 1).
+    /// - Returns: The policy.
+    public static func dropNewest(capacity: Int) -> MQTTStreamBuffering {
+        MQTTStreamBuffering(policy: .dropNewest, capacity: max(1, capacity))
+    }
+}
+
 /// Received messages as an `AsyncSequence` of owned ``MQTTMessage`` values.
 ///
-/// Get one from ``MQTTClient/messages`` (every message) or
-/// ``MQTTClient/messages(matching:)`` (those whose topic matches a filter). A stream buffers
-/// from the moment it is created, up to ``MQTTClientOptions/messageBufferSize`` messages; when a
-/// consumer falls that far behind, the client stops reading from the socket (the broker then
-/// holds the messages, and TCP flow control slows it down) and resumes once the consumer has
-/// drained half of its buffer. Nothing is dropped, so memory stays bounded and every message the
-/// QoS promised is delivered. A stream that is no longer referenced unregisters itself.
+/// Get one from ``MQTTClient/messages`` (every message), ``MQTTClient/messages(matching:buffering:)``
+/// (those whose topic matches a filter) or as an ``MQTTSubscription``. A stream buffers from the
+/// moment it is created, by its ``MQTTStreamBuffering`` policy. A message over the incoming
+/// packet limit arrives as an element with ``MQTTMessage/isTruncated`` set (its payload is the
+/// prefix that fit).
 ///
 /// A stream is meant for one consumer: several iterators of the same stream share its messages.
-/// It ends (returns nil) when the client shuts down or the consuming task is cancelled.
+/// It ends (returns nil) on ``MQTTClient/disconnect()``, when the client shuts down, or when the
+/// consuming task is cancelled. A stream that is no longer referenced unregisters itself.
 ///
 /// While a consumer holds the client back, PINGRESP packets are not read either, so the client
 /// does not judge the broker by its silence meanwhile (it keeps sending PINGREQ, so the broker
@@ -23,30 +70,77 @@ public struct MQTTMessageStream: AsyncSequence, Sendable {
 
     let registration: MessageStreamRegistration
 
+    /// Messages this stream dropped by its buffering policy (a full buffer of a drop policy, or
+    /// of a back-pressure stream nobody iterates).
+    public var droppedMessageCount: Int { registration.buffer.droppedCount }
+
     /// The iterator.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let registration: MessageStreamRegistration
+        let lease: IterationLease
 
         /// The next message, or nil once the stream ended or the task was cancelled.
         public mutating func next() async -> MQTTMessage? {
-            await registration.buffer.next()
+            await lease.registration.buffer.next()
         }
 
         /// The next message, or nil once the stream ended or the task was cancelled.
         ///
         /// - Parameter actor: The caller's isolation (unused: the buffer is thread-safe).
         public mutating func next(isolation actor: isolated (any Actor)?) async -> MQTTMessage? {
-            await registration.buffer.next()
+            await lease.registration.buffer.next()
         }
     }
 
-    /// An iterator over the stream's messages (iterators of one stream share them).
+    /// An iterator over the stream's messages (iterators of one stream share them). While it
+    /// lives, a back-pressure stream may pause the client.
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(registration: registration)
+        AsyncIterator(lease: IterationLease(registration))
     }
 }
 
-/// Ties a buffer's registration with the engine to the life of the streams and iterators using
+/// A subscription made with ``MQTTClient/subscribe(to:qos:buffering:)``: the broker's answer and
+/// the messages that match its filter, as an `AsyncSequence`.
+///
+/// When the subscription and every iterator of it are gone (the `for await` loop ended, or the
+/// task was cancelled), the client sends UNSUBSCRIBE for its filter, unless another live
+/// subscription of the same client has the same filter.
+public struct MQTTSubscription: AsyncSequence, Sendable {
+    /// Owned messages.
+    public typealias Element = MQTTMessage
+    /// The sequence never throws; it ends with nil.
+    public typealias Failure = Never
+
+    /// The topic filter.
+    public let filter: String
+    /// The QoS the broker granted.
+    public let grantedQoS: QoS
+    let stream: MQTTMessageStream
+
+    /// Messages dropped by the buffering policy.
+    public var droppedMessageCount: Int { stream.droppedMessageCount }
+
+    /// An iterator over the subscription's messages.
+    public func makeAsyncIterator() -> MQTTMessageStream.AsyncIterator {
+        stream.makeAsyncIterator()
+    }
+}
+
+/// Keeps a stream's registration for as long as an iterator lives, and counts the iterators
+/// (a back-pressure stream pauses the client only while one lives).
+final class IterationLease: Sendable {
+    let registration: MessageStreamRegistration
+
+    init(_ registration: MessageStreamRegistration) {
+        self.registration = registration
+        registration.buffer.iterationBegan()
+    }
+
+    deinit {
+        registration.buffer.iterationEnded()
+    }
+}
+
+/// Ties a buffer's registration with the client to the life of the streams and iterators using
 /// it: when the last one goes, the buffer is finished and unregistered.
 final class MessageStreamRegistration: Sendable {
     let buffer: MessageBuffer
@@ -63,93 +157,147 @@ final class MessageStreamRegistration: Sendable {
     }
 }
 
-/// A bounded single-consumer message buffer between the engine (producer, loop thread) and one
-/// consuming task.
+/// A bounded single-consumer message buffer between the client's loop thread (producer) and
+/// one consuming task.
 final class MessageBuffer: Sendable {
-    /// Topic filter bytes, or nil for every message. Read on the loop thread only.
-    let filter: [UInt8]?
-    let capacity: Int
-    /// Called (on the consumer's thread) once the consumer drained a buffer that had made the
-    /// producer pause; the engine resumes reading.
-    let resume: @Sendable () -> Void
+    /// The topic filter, or nil for every message.
+    let filter: String?
+    let buffering: MQTTStreamBuffering
+    /// Called (on the consumer's thread) when this buffer may let the client read again: it was
+    /// drained to half after pausing the client, or its last iterator went away.
+    let mayResume: @Sendable () -> Void
+
+    /// What ``push(_:)`` did.
+    enum PushResult {
+        case buffered
+        /// The buffer is full and iterated with back-pressure: stop reading.
+        case mustPause
+        case dropped
+    }
 
     private struct State {
         var items: [MQTTMessage] = []
         var head = 0
         var waiter: CheckedContinuation<MQTTMessage?, Never>?
         var finished = false
-        var producerPaused = false
+        var holdsProducer = false
+        var iterators = 0
+        var dropped = 0
         var count: Int { items.count - head }
+
+        mutating func popFirst() -> MQTTMessage {
+            let m = items[head]
+            head += 1
+            if head == items.count {
+                items.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head >= 64 && head * 2 >= items.count {
+                items.removeFirst(head)
+                head = 0
+            }
+            return m
+        }
     }
 
     private let state = Locked(State())
 
-    init(filter: String?, capacity: Int, resume: @escaping @Sendable () -> Void) {
-        self.filter = filter.map { Array($0.utf8) }
-        self.capacity = max(1, capacity)
-        self.resume = resume
+    init(filter: String?, buffering: MQTTStreamBuffering, mayResume: @escaping @Sendable () -> Void) {
+        self.filter = filter
+        self.buffering = buffering
+        self.mayResume = mayResume
     }
 
-    /// Whether the topic bytes match this buffer's filter.
-    func matches(topic: UnsafeRawBufferPointer) -> Bool {
-        guard let filter else { return true }
-        return filter.withUnsafeBytes { TopicMatcher.matches(filter: $0, topic: topic) }
-    }
+    var droppedCount: Int { state.withLock { $0.dropped } }
 
-    /// Appends a message (producer). Returns false when the buffer is now full: the producer
-    /// must stop reading until ``resume`` is called.
-    func push(_ message: MQTTMessage) -> Bool {
-        let (waiter, full) = state.withLock { s -> (CheckedContinuation<MQTTMessage?, Never>?, Bool) in
-            if s.finished { return (nil, false) }
+    /// Whether this buffer holds the producer back now (full, iterated, back-pressure).
+    var holdsProducer: Bool { state.withLock { $0.holdsProducer && !$0.finished && $0.iterators > 0 } }
+
+    /// Appends a message (producer, loop thread).
+    func push(_ message: MQTTMessage) -> PushResult {
+        let capacity = buffering.capacity
+        let policy = buffering.policy
+        let (waiter, result) = state.withLock { s -> (CheckedContinuation<MQTTMessage?, Never>?, PushResult) in
+            if s.finished { return (nil, .dropped) }
             if let waiter = s.waiter {
                 s.waiter = nil
-                return (waiter, false)
+                return (waiter, .buffered)
+            }
+            if s.count >= capacity {
+                switch policy {
+                case .dropOldest:
+                    _ = s.popFirst()
+                    s.dropped += 1
+                    s.items.append(message)
+                    return (nil, .dropped)
+                case .dropNewest:
+                    s.dropped += 1
+                    return (nil, .dropped)
+                case .backPressure:
+                    if s.iterators == 0 {
+                        s.dropped += 1
+                        return (nil, .dropped)
+                    }
+                    // Only reached when the producer ignored an earlier `.mustPause`
+                    // (messages already decoded in the same batch): keep it.
+                    s.items.append(message)
+                    s.holdsProducer = true
+                    return (nil, .mustPause)
+                }
             }
             s.items.append(message)
-            if s.count >= capacity {
-                s.producerPaused = true
-                return (nil, true)
+            if policy == .backPressure && s.count >= capacity && s.iterators > 0 {
+                s.holdsProducer = true
+                return (nil, .mustPause)
             }
-            return (nil, false)
+            return (nil, .buffered)
         }
         waiter?.resume(returning: message)
-        return !full
+        return result
     }
 
-    /// Whether the buffer is at its bound (producer: do not read more).
-    var isFull: Bool { state.withLock { $0.count >= capacity && !$0.finished } }
+    func iterationBegan() {
+        state.withLock { $0.iterators += 1 }
+    }
+
+    func iterationEnded() {
+        let wake = state.withLock { s -> Bool in
+            s.iterators -= 1
+            if s.iterators == 0 && s.holdsProducer {
+                s.holdsProducer = false
+                return true
+            }
+            return false
+        }
+        if wake { mayResume() }
+    }
 
     /// Ends the stream: a waiting consumer gets nil, buffered messages are dropped.
     func finish() {
-        let waiter = state.withLock { s -> CheckedContinuation<MQTTMessage?, Never>? in
+        let (waiter, wake) = state.withLock { s -> (CheckedContinuation<MQTTMessage?, Never>?, Bool) in
             s.finished = true
             s.items.removeAll()
             s.head = 0
             let w = s.waiter
             s.waiter = nil
-            return w
+            let wake = s.holdsProducer
+            s.holdsProducer = false
+            return (w, wake)
         }
         waiter?.resume(returning: nil)
+        if wake { mayResume() }
     }
 
     /// The next message (consumer).
     func next() async -> MQTTMessage? {
-        await withTaskCancellationHandler {
+        let capacity = buffering.capacity
+        return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<MQTTMessage?, Never>) in
                 let (message, wake, immediate) = state.withLock { s -> (MQTTMessage?, Bool, Bool) in
                     if s.count > 0 {
-                        let m = s.items[s.head]
-                        s.head += 1
-                        if s.head == s.items.count {
-                            s.items.removeAll(keepingCapacity: true)
-                            s.head = 0
-                        } else if s.head >= 64 && s.head * 2 >= s.items.count {
-                            s.items.removeFirst(s.head)
-                            s.head = 0
-                        }
+                        let m = s.popFirst()
                         var wake = false
-                        if s.producerPaused && s.count <= capacity / 2 {
-                            s.producerPaused = false
+                        if s.holdsProducer && s.count <= capacity / 2 {
+                            s.holdsProducer = false
                             wake = true
                         }
                         return (m, wake, true)
@@ -159,7 +307,7 @@ final class MessageBuffer: Sendable {
                     return (nil, false, false)
                 }
                 if immediate { continuation.resume(returning: message) }
-                if wake { resume() }
+                if wake { mayResume() }
             }
         } onCancel: {
             let waiter = state.withLock { s -> CheckedContinuation<MQTTMessage?, Never>? in

@@ -1,3 +1,4 @@
+public import UVReactor
 /// Whether and how a connection is encrypted.
 ///
 /// NodeMCU's `secure` argument: off, on (verify the server against the system trust store), or

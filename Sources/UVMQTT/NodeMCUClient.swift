@@ -1,3 +1,4 @@
+public import MQTTProtocol
 public import Logging
 public import UVReactor
 
@@ -34,10 +35,22 @@ public final class NodeMCUClient: Sendable {
         case unsuback
     }
 
-    /// The event whose handler receives the failure reason.
+    /// The events whose handler receives the failure reason.
     public enum FailureEvent: Sendable {
-        /// A connection attempt failed (also every failed automatic reconnect attempt).
+        /// A connection attempt failed (also every failed automatic reconnect attempt), at
+        /// whatever stage: invalid CONNECT or TLS settings, DNS, TCP, TLS, CONNACK.
         case connfail
+        /// An established connection ended; the handler gets why (``MQTTConnectionFailure``,
+        /// ``MQTTConnectionFailure/closedByUser`` after ``close()``). Same slot as
+        /// ``Event/offline``: setting one replaces the other.
+        case offline
+    }
+
+    /// The event whose handler receives whether the broker resumed a session.
+    public enum SessionEvent: Sendable {
+        /// A connection was accepted; the handler gets the CONNACK's session-present flag.
+        /// Same slot as ``Event/connect``: setting one replaces the other.
+        case connect
     }
 
     /// The events whose handler receives a message view.
@@ -52,16 +65,34 @@ public final class NodeMCUClient: Sendable {
 
     let engine: ClientEngine
     private let ownsLoop: Bool
+    /// The handler slots, read by the engine's event stream on the loop thread.
+    let handlers: NodeMCUHandlers
 
     /// The event loop the client runs on (its callbacks run on this loop's thread).
     public var eventLoop: EventLoop { engine.loop }
 
-    /// The send backlog: bytes encoded for the broker and not yet taken by the kernel (QoS 0
-    /// messages count as sent once they are encoded; they are written at the end of the loop
-    /// iteration). A fast publisher checks it to follow the broker's pace instead of queueing
-    /// in memory. Read it on the loop thread (in a callback or `eventLoop.execute`); elsewhere,
-    /// or when not connected, it is 0.
-    public var unsentByteCount: Int { engine.loop.inEventLoop ? engine.unsentByteCount : 0 }
+    /// The send backlog: bytes encoded for the broker and not yet taken by the kernel. A fast
+    /// publisher checks it (or ``isWritable``) to follow the broker's pace instead of queueing
+    /// in memory.
+    ///
+    /// - Precondition: Called on the loop thread (in a callback or `eventLoop.execute`): the
+    ///   count changes with every write, so a value read elsewhere would be stale at once.
+    public var unsentByteCount: Int {
+        precondition(engine.loop.inEventLoop, "NodeMCUClient.unsentByteCount is read on the client's loop thread")
+        return engine.unsentByteCount
+    }
+
+    /// Whether the connection takes more bytes now: false while the unsent bytes are above the
+    /// transport's high-water mark (1 MiB) until they drained to the low-water mark (256 KiB).
+    /// Meanwhile new publishes wait in the bounded send queue (a full queue fails the publish
+    /// with ``MQTTClientError/sendQueueFull(messages:bytes:)``), so memory stays bounded
+    /// against a slow or stopped broker. The `writable` event reports each change.
+    ///
+    /// - Precondition: Called on the loop thread.
+    public var isWritable: Bool {
+        precondition(engine.loop.inEventLoop, "NodeMCUClient.isWritable is read on the client's loop thread")
+        return engine.isWritable
+    }
 
     /// Creates a client, as `mqtt.Client(clientid, keepalive, username, password, cleansession)`.
     ///
@@ -100,12 +131,43 @@ public final class NodeMCUClient: Sendable {
     ///   - options: Identity, session and limits.
     ///   - eventLoop: The loop to run on; nil starts one for this client (stopped on deinit).
     ///   - logger: Where the client logs (nothing is logged without one).
-    public init(options: MQTTClientOptions, eventLoop: EventLoop? = nil, logger: Logger? = nil) {
-        (engine, ownsLoop) = ClientEngine.make(options: options, eventLoop: eventLoop, logger: logger)
+    public convenience init(options: MQTTClientOptions, eventLoop: EventLoop? = nil, logger: Logger? = nil) {
+        self.init(options: options, eventLoop: eventLoop, environment: nil, logger: logger)
+    }
+
+    /// Creates a client over a given environment (tests: in-memory transport, manual clock).
+    package init(options: MQTTClientOptions, eventLoop: EventLoop?, environment: MQTTEngineEnvironment?, logger: Logger?) {
+        (engine, ownsLoop) = ClientEngine.make(options: options, eventLoop: eventLoop, environment: environment, logger: logger)
+        handlers = NodeMCUHandlers()
+        handlers.client = self
+        let handlers = handlers
+        // Before any request reaches the loop: no event can be missed.
+        engine.onEvent = { event in handlers.handle(event) }
     }
 
     deinit {
         engine.release(ownsLoop: ownsLoop)
+    }
+
+    /// Closes the connection and stops the client's own event loop, waiting for its thread to
+    /// end (no thread, fd or buffer stays behind). With an event loop passed in at creation,
+    /// only the client is closed. Requests still waiting fail with ``MQTTClientError/closed``;
+    /// the client takes no more requests. Dropping the last reference does the same without
+    /// waiting.
+    ///
+    /// - Precondition: Not called on the client's loop thread (it would wait for itself); use
+    ///   ``shutdownGracefully()`` or drop the client there.
+    public func shutdown() {
+        precondition(!engine.loop.inEventLoop, "NodeMCUClient.shutdown() waits for the loop thread: call it elsewhere")
+        engine.submit { $0.shutdown() }
+        if ownsLoop { try? engine.loop.shutdown() }
+    }
+
+    /// Closes like ``shutdown()`` and waits, without blocking a thread, until the client's own
+    /// loop thread has ended.
+    public func shutdownGracefully() async {
+        engine.submit { $0.shutdown() }
+        if ownsLoop { await engine.loop.shutdownGracefully() }
     }
 
     // MARK: Will and handlers
@@ -118,7 +180,11 @@ public final class NodeMCUClient: Sendable {
     ///   - message: Will payload (binary-safe).
     ///   - qos: Will QoS (honoured, unlike NodeMCU's ESP32 branch).
     ///   - retain: Whether the broker retains the will.
-    public func lwt(_ topic: String, _ message: [UInt8], qos: QoS = .atMostOnce, retain: Bool = false) {
+    /// - Throws: ``MQTTProtocolError`` for an invalid will topic (a wildcard, invalid UTF-8) or a
+    ///   payload over 65,535 bytes, at the call (nothing changes).
+    public func lwt(_ topic: String, _ message: [UInt8], qos: QoS = .atMostOnce, retain: Bool = false) throws(MQTTProtocolError) {
+        try validateTopicName(topic)
+        if message.count > 65_535 { throw .fieldTooLong(field: .willPayload, length: message.count) }
         let will = Will(topic: topic, payload: message, qos: qos, retain: retain)
         engine.submit { $0.setWill(will) }
     }
@@ -130,39 +196,67 @@ public final class NodeMCUClient: Sendable {
     ///   - message: Will payload, sent as UTF-8.
     ///   - qos: Will QoS.
     ///   - retain: Whether the broker retains the will.
-    public func lwt(_ topic: String, _ message: String, qos: QoS = .atMostOnce, retain: Bool = false) {
-        lwt(topic, Array(message.utf8), qos: qos, retain: retain)
+    /// - Throws: As ``lwt(_:_:qos:retain:)-([UInt8],_,_)``.
+    public func lwt(_ topic: String, _ message: String, qos: QoS = .atMostOnce, retain: Bool = false) throws(MQTTProtocolError) {
+        try lwt(topic, Array(message.utf8), qos: qos, retain: retain)
     }
 
     /// Sets the handler of `connect`, `offline`, `puback`, `suback` or `unsuback` (replacing the
     /// previous one, as NodeMCU does); nil removes it. It runs on the loop thread.
     ///
+    /// The handler receives its client: use that argument instead of capturing the client in
+    /// the closure (a handler that captures its own client keeps it, and its loop thread,
+    /// alive for as long as the handler is set).
+    ///
     /// - Parameters:
     ///   - event: The event.
     ///   - handler: Receives the client.
     public func on(_ event: Event, _ handler: (@Sendable (NodeMCUClient) -> Void)?) {
-        let call = ClientCall(self, handler)
-        engine.submit { engine in
+        let handlers = handlers
+        engine.submit { _ in
             switch event {
-            case .connect: engine.handlers.connect = call.map { c in { @Sendable _ in c.run() } }
-            case .offline: engine.handlers.offline = call.map { c in { @Sendable _ in c.run() } }
-            case .puback: engine.handlers.puback = call.map { c in { @Sendable _ in c.run() } }
-            case .suback: engine.handlers.suback = call.map { c in { @Sendable _ in c.run() } }
-            case .unsuback: engine.handlers.unsuback = call.map { c in { @Sendable _ in c.run() } }
+            case .connect:
+                handlers.connect = handler.map { h -> @Sendable (NodeMCUClient, Bool) -> Void in { c, _ in h(c) } }
+            case .offline:
+                handlers.offline = handler.map { h -> @Sendable (NodeMCUClient, MQTTConnectionFailure) -> Void in { c, _ in h(c) } }
+            case .puback: handlers.puback = handler
+            case .suback: handlers.suback = handler
+            case .unsuback: handlers.unsuback = handler
             }
         }
     }
 
-    /// Sets the `connfail` handler; nil removes it. It runs on the loop thread for every failed
-    /// attempt, with the reason (``MQTTConnectionFailure/nodeMCUReasonCode`` gives NodeMCU's
-    /// number).
+    /// Sets the `connect` handler that also receives the session-present flag of the CONNACK
+    /// (replaces a handler set with ``on(_:_:)-(Event,_)`` for `.connect`); nil removes it.
+    ///
+    /// Subscribe here rather than in `connect`'s `connected:` completion: that runs for the first
+    /// attempt only, while this runs after every accepted connection (the first one included,
+    /// and every automatic reconnect), which is where a client without a kept session
+    /// (`sessionPresent == false`) must subscribe again.
     ///
     /// - Parameters:
-    ///   - event: `.connfail`.
+    ///   - event: `.connect`.
+    ///   - handler: Receives the client and whether the broker resumed a stored session.
+    public func on(_ event: SessionEvent, _ handler: (@Sendable (NodeMCUClient, _ sessionPresent: Bool) -> Void)?) {
+        let handlers = handlers
+        engine.submit { _ in handlers.connect = handler }
+    }
+
+    /// Sets the `connfail` or `offline` handler that receives the reason; nil removes it. It runs
+    /// on the loop thread: `connfail` for every failed attempt, `offline` when an accepted
+    /// connection ended (``MQTTConnectionFailure/nodeMCUReasonCode`` gives NodeMCU's number).
+    ///
+    /// - Parameters:
+    ///   - event: `.connfail` or `.offline`.
     ///   - handler: Receives the client and the reason.
     public func on(_ event: FailureEvent, _ handler: (@Sendable (NodeMCUClient, MQTTConnectionFailure) -> Void)?) {
-        let call = ClientCall(self, handler)
-        engine.submit { engine in engine.handlers.connfail = call.map { c in { @Sendable failure in c.run(failure) } } }
+        let handlers = handlers
+        engine.submit { _ in
+            switch event {
+            case .connfail: handlers.connfail = handler
+            case .offline: handlers.offline = handler
+            }
+        }
     }
 
     /// Sets the `message` or `overflow` handler; nil removes it. It runs on the loop thread with
@@ -173,14 +267,31 @@ public final class NodeMCUClient: Sendable {
     ///   - event: `.message` or `.overflow`.
     ///   - handler: Receives the client and the message view.
     public func on(_ event: MessageEvent, _ handler: (@Sendable (NodeMCUClient, MQTTMessageView) -> Void)?) {
-        let call = ClientCall(self, handler)
-        engine.submit { engine in
-            let wrapped = call.map { c in { @Sendable (view: MQTTMessageView) in c.run(view) } }
+        let handlers = handlers
+        engine.submit { _ in
             switch event {
-            case .message: engine.handlers.message = wrapped
-            case .overflow: engine.handlers.overflow = wrapped
+            case .message: handlers.message = handler
+            case .overflow: handlers.overflow = handler
             }
         }
+    }
+
+    /// Sets the `writable` handler; nil removes it. It runs on the loop thread with `false` when
+    /// the unsent bytes rose above the high-water mark and `true` when they drained again (see
+    /// ``isWritable``).
+    ///
+    /// - Parameters:
+    ///   - event: `.writable`.
+    ///   - handler: Receives the client and whether it is writable now.
+    public func on(_ event: WritabilityEvent, _ handler: (@Sendable (NodeMCUClient, _ writable: Bool) -> Void)?) {
+        let handlers = handlers
+        engine.submit { _ in handlers.writable = handler }
+    }
+
+    /// The event whose handler receives the writability (beyond NodeMCU: back-pressure).
+    public enum WritabilityEvent: Sendable {
+        /// The connection's writability changed (see ``NodeMCUClient/isWritable``).
+        case writable
     }
 
     // MARK: Connection
@@ -221,7 +332,7 @@ public final class NodeMCUClient: Sendable {
             case .failure(let failure): onFailed?.run(failure)
             }
         }
-        engine.submit { $0.connect(to: server, reconnect: autoreconnect, stopRetryingOnFirstFailure: false, completion: completion) }
+        engine.submit { $0.connect(to: server, reconnect: autoreconnect, failFast: false, completeOnRetry: true, completion: completion) }
     }
 
     /// Closes, as `m:close()`: DISCONNECT is sent at once (the broker drops the will), the
@@ -232,16 +343,23 @@ public final class NodeMCUClient: Sendable {
         engine.submit { $0.close() }
     }
 
-    /// Closes as ``close()``, and runs `completion` once the connection is closed for good:
-    /// the broker read the DISCONNECT and everything sent before it and closed its side (or the
-    /// graceful close gave up after 10 s). A program that exits right after publishing a burst
-    /// waits for this, so that no bytes still queued in the kernel are lost with the process.
+    /// Closes gracefully and runs `completion` once the connection is closed for good.
+    ///
+    /// First the acknowledgements of messages the application already received go out: for a
+    /// QoS 2 message whose PUBREL is still due, the client waits for it (at most
+    /// ``MQTTClientOptions/disconnectDrainTimeout``) and answers PUBCOMP. Then DISCONNECT (the
+    /// broker drops the will), then the client waits until the broker read everything and
+    /// closed its side (at most ``MQTTClientOptions/disconnectTimeout``). A program that exits
+    /// right after publishing a burst waits for this, so that no bytes still queued in the
+    /// kernel are lost with the process.
     ///
     /// - Parameter completion: Runs once on the loop thread (at once when nothing was open).
     public func close(completion: @escaping @Sendable (NodeMCUClient) -> Void) {
         engine.endActive()
         let call = ClientCall(self, completion)
-        engine.submit { $0.close(whenClosed: { call?.run() }) }
+        engine.submit { engine in
+            engine.disconnect(drainTimeout: engine.options.disconnectDrainTimeout, whenClosed: { call?.run() })
+        }
     }
 
     // MARK: Publish and subscribe
@@ -259,24 +377,26 @@ public final class NodeMCUClient: Sendable {
     ///   - qos: QoS 0, 1 or 2.
     ///   - retain: Ask the broker to retain it.
     ///   - completion: Runs once on the loop thread.
-    /// - Throws: ``MQTTProtocolError`` for an invalid topic name (nothing is sent).
+    /// - Throws: ``MQTTProtocolError`` for an invalid topic name or a packet over
+    ///   ``MQTTClientOptions/maximumOutgoingPacketSize`` (`packetTooLarge`): nothing is queued.
     public func publish(
         _ topic: String, _ payload: [UInt8], qos: QoS = .atMostOnce, retain: Bool = false,
         completion: (@Sendable (NodeMCUClient, Result<Void, MQTTClientError>) -> Void)? = nil
     ) throws(MQTTProtocolError) {
         try validateTopicName(topic)
+        try validatePublishSize(topic: topic, payloadCount: payload.count, qos: qos, limit: engine.options.maximumOutgoingPacketSize)
         let packet = PublishPacket(topic: topic, payload: payload, qos: qos, retain: retain)
         guard let completion else {
             // No completion (the per-message path of a fast publisher): nothing to wrap. On the
             // loop thread (outside a callback) the publish runs at once, unboxed.
-            if engine.runIfOnLoop({ $0.publish(packet, completion: nil) }) { return }
-            engine.submit { $0.publish(packet, completion: nil) }
+            if engine.runIfOnLoop({ $0.publish(packet, whenFull: .fail, completion: nil) }) { return }
+            engine.submit { $0.publish(packet, whenFull: .fail, completion: nil) }
             return
         }
         let call = ClientCall(self, completion)
-        let wrapped: ClientEngine.PublishCompletion? = call.map { c in { @Sendable result in c.run(result) } }
-        if engine.runIfOnLoop({ $0.publish(packet, completion: wrapped) }) { return }
-        engine.submit { $0.publish(packet, completion: wrapped) }
+        let box = call.map { c in RequestCompletion(.publish { result in c.run(result) }) }
+        if engine.runIfOnLoop({ $0.publish(packet, whenFull: .fail, completion: box) }) { return }
+        engine.submit { $0.publish(packet, whenFull: .fail, completion: box) }
     }
 
     /// Publishes a text payload (sent as UTF-8). See ``publish(_:_:qos:retain:completion:)-([UInt8],_,_,_)``.
@@ -309,11 +429,27 @@ public final class NodeMCUClient: Sendable {
     ) throws(MQTTProtocolError) {
         try validateTopicFilter(topic)
         let call = ClientCall(self, completion)
-        let wrapped: ClientEngine.SubscribeCompletion? = call.map { c in
-            { @Sendable result in c.run(result.map { $0.first ?? .failure }) }
-        }
+        let box = call.map { c in RequestCompletion(.subscribe { result in c.run(result.map { $0.first ?? .failure }) }) }
         let subscription = [TopicSubscription(filter: topic, qos: qos)]
-        engine.submit { $0.subscribe(subscription, completion: wrapped) }
+        engine.submit { $0.subscribe(subscription, completion: box) }
+    }
+
+    /// Subscribes to several filters in one SUBSCRIBE, in the order given.
+    ///
+    /// - Parameters:
+    ///   - subscriptions: Filters with their requested QoS, at least one.
+    ///   - completion: Runs once with the broker's answer per filter, in the same order, or the
+    ///     error.
+    /// - Throws: ``MQTTProtocolError`` for an invalid filter, an empty list or a packet over
+    ///   the outgoing limit.
+    public func subscribe(
+        _ subscriptions: [TopicSubscription],
+        completion: (@Sendable (NodeMCUClient, Result<[SubAckReturnCode], MQTTClientError>) -> Void)? = nil
+    ) throws(MQTTProtocolError) {
+        try validateSubscriptions(subscriptions, limit: engine.options.maximumOutgoingPacketSize)
+        let call = ClientCall(self, completion)
+        let box = call.map { c in RequestCompletion(.subscribe { result in c.run(result) }) }
+        engine.submit { $0.subscribe(subscriptions, completion: box) }
     }
 
     /// Subscribes to several filters in one SUBSCRIBE, as `m:subscribe({["a/b"]=0, ["c/#"]=1})`.
@@ -326,20 +462,21 @@ public final class NodeMCUClient: Sendable {
         _ topics: [String: QoS],
         completion: (@Sendable (NodeMCUClient, Result<[String: SubAckReturnCode], MQTTClientError>) -> Void)? = nil
     ) throws(MQTTProtocolError) {
+        // A table has no order (as in Lua): sorted, so that the SUBSCRIBE is reproducible. Use
+        // the `[TopicSubscription]` overload for a given order.
         let subscriptions = topics.sorted { $0.key < $1.key }.map { TopicSubscription(filter: $0.key, qos: $0.value) }
-        if subscriptions.isEmpty { throw .noTopicFilters(.subscribe) }
-        for s in subscriptions { try validateTopicFilter(s.filter) }
+        try validateSubscriptions(subscriptions, limit: engine.options.maximumOutgoingPacketSize)
         let call = ClientCall(self, completion)
-        let wrapped: ClientEngine.SubscribeCompletion? = call.map { c in
-            { @Sendable result in
+        let box = call.map { c in
+            RequestCompletion(.subscribe { result in
                 c.run(result.map { codes in
                     var granted = [String: SubAckReturnCode]()
                     for (index, s) in subscriptions.enumerated() { granted[s.filter] = index < codes.count ? codes[index] : .failure }
                     return granted
                 })
-            }
+            })
         }
-        engine.submit { $0.subscribe(subscriptions, completion: wrapped) }
+        engine.submit { $0.subscribe(subscriptions, completion: box) }
     }
 
     /// Unsubscribes from one filter, as `m:unsubscribe(topic, function(client))`.
@@ -363,31 +500,11 @@ public final class NodeMCUClient: Sendable {
     public func unsubscribe(
         _ topics: [String], completion: (@Sendable (NodeMCUClient, Result<Void, MQTTClientError>) -> Void)? = nil
     ) throws(MQTTProtocolError) {
-        if topics.isEmpty { throw .noTopicFilters(.unsubscribe) }
-        for t in topics { try validateTopicFilter(t) }
+        try validateUnsubscribe(topics, limit: engine.options.maximumOutgoingPacketSize)
         let call = ClientCall(self, completion)
-        let wrapped: ClientEngine.PublishCompletion? = call.map { c in { @Sendable result in c.run(result) } }
-        engine.submit { $0.unsubscribe(topics, completion: wrapped) }
+        let box = call.map { c in RequestCompletion(.unsubscribe { result in c.run(result) }) }
+        engine.submit { $0.unsubscribe(topics, completion: box) }
     }
-}
-
-/// Checks a topic name before it is queued (so an invalid one fails the call, not the
-/// connection).
-func validateTopicName(_ topic: String) throws(MQTTProtocolError) {
-    var topic = topic
-    let failure: MQTTProtocolError? = topic.withUTF8 { bytes -> MQTTProtocolError? in
-        do throws(MQTTProtocolError) { try MQTTValidation.validateTopicName(UnsafeRawBufferPointer(bytes)); return nil } catch { return error }
-    }
-    if let failure { throw failure }
-}
-
-/// Checks a topic filter before it is queued.
-func validateTopicFilter(_ filter: String) throws(MQTTProtocolError) {
-    var filter = filter
-    let failure: MQTTProtocolError? = filter.withUTF8 { bytes -> MQTTProtocolError? in
-        do throws(MQTTProtocolError) { try MQTTValidation.validateTopicFilter(UnsafeRawBufferPointer(bytes)); return nil } catch { return error }
-    }
-    if let failure { throw failure }
 }
 
 /// A user callback bound to its client without keeping the client alive (the engine stores the
@@ -415,4 +532,37 @@ extension ClientCall where Argument == Void {
     }
 
     func run() { run(()) }
+}
+
+/// The NodeMCU handler slots, one per event (loop thread only), and the adapter from the
+/// engine's event stream to them.
+final class NodeMCUHandlers: @unchecked Sendable {
+    /// The client the handlers receive (weak: the engine holds the handlers, the client holds
+    /// the engine).
+    weak var client: NodeMCUClient?
+    var connect: (@Sendable (NodeMCUClient, Bool) -> Void)?
+    var connfail: (@Sendable (NodeMCUClient, MQTTConnectionFailure) -> Void)?
+    var offline: (@Sendable (NodeMCUClient, MQTTConnectionFailure) -> Void)?
+    var message: (@Sendable (NodeMCUClient, MQTTMessageView) -> Void)?
+    var overflow: (@Sendable (NodeMCUClient, MQTTMessageView) -> Void)?
+    var puback: (@Sendable (NodeMCUClient) -> Void)?
+    var suback: (@Sendable (NodeMCUClient) -> Void)?
+    var unsuback: (@Sendable (NodeMCUClient) -> Void)?
+    var writable: (@Sendable (NodeMCUClient, Bool) -> Void)?
+
+    func handle(_ event: EngineEvent) {
+        guard let client else { return }
+        switch event {
+        case .connected(let sessionPresent): connect?(client, sessionPresent)
+        case .connectFailed(let failure, _, _): connfail?(client, failure)
+        case .offline(let failure, _, _): offline?(client, failure)
+        case .message(let view): message?(client, view)
+        case .oversize(let view): overflow?(client, view)
+        case .publishCompleted: puback?(client)
+        case .subscribeCompleted: suback?(client)
+        case .unsubscribeCompleted: unsuback?(client)
+        case .writabilityChanged(let isWritable): writable?(client, isWritable)
+        case .shutDown: break
+        }
+    }
 }

@@ -49,7 +49,7 @@ struct MQTTClientServiceLifecycleTests {
             // A second client watches the will topic.
             let watcher = MQTTClient(options: MQTTClientOptions(clientID: "svc-watch-\(id)"), logger: logger)
             try await withDeadline(testTimeout, "watcher connect") { try await watcher.connect(to: server) }
-            let wills = watcher.messages(matching: willTopic)
+            let wills = try watcher.messages(matching: willTopic)
             _ = try await withDeadline(testTimeout, "watcher subscribe") {
                 try await watcher.subscribe(willTopic, qos: .atLeastOnce)
             }
@@ -69,7 +69,7 @@ struct MQTTClientServiceLifecycleTests {
             let running = Task { try await group.run() }
 
             // Round trip through the broker while the service runs.
-            let received = client.messages(matching: dataTopic)
+            let received = try client.messages(matching: dataTopic)
             try await subscribeWhenConnected(client, dataTopic)
             try await withDeadline(testTimeout, "publish") {
                 try await client.publish(dataTopic, string: "hello", qos: .atLeastOnce)
@@ -92,7 +92,7 @@ struct MQTTClientServiceLifecycleTests {
             #expect(will == nil, "the will was published: \(will?.payloadString ?? "")")
 
             // Control: the watcher's subscription to the will topic was live all along.
-            let control = watcher.messages(matching: willTopic)
+            let control = try watcher.messages(matching: willTopic)
             try await withDeadline(testTimeout, "control publish") {
                 try await watcher.publish(willTopic, string: "control", qos: .atLeastOnce)
             }

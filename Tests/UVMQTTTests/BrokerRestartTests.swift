@@ -1,7 +1,9 @@
 import Foundation
 import MQTTTestSupport
 import Testing
+import MQTTProtocol
 @testable import UVMQTT
+import UVReactor
 
 /// Counts per message index what a subscriber received.
 final class DeliveryCounter: Sendable {

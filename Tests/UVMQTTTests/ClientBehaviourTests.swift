@@ -2,7 +2,9 @@ import Foundation
 import MQTTTestSupport
 import Testing
 import RingBuffers
+import MQTTProtocol
 @testable import UVMQTT
+import UVReactor
 
 /// Encodes a PUBLISH the way a broker would send it.
 func publishBytes(_ topic: String, _ payload: [UInt8], qos: QoS = .atMostOnce, id: UInt16 = 0, dup: Bool = false, retain: Bool = false) -> [UInt8] {
@@ -228,6 +230,7 @@ struct ServerAddressTests {
         #expect(throws: MQTTProtocolError.wildcardInTopicName) { try client.publish("a/+", "x") }
         #expect(throws: MQTTProtocolError.emptyTopic(field: .topicName)) { try client.publish("", "x") }
         #expect(throws: MQTTProtocolError.misplacedMultiLevelWildcard("a/#/b")) { try client.subscribe("a/#/b") }
-        #expect(throws: MQTTProtocolError.noTopicFilters(.subscribe)) { try client.subscribe([String: QoS]()) }
+        let noTopics: [String: QoS] = [:]
+        #expect(throws: MQTTProtocolError.noTopicFilters(.subscribe)) { try client.subscribe(noTopics) }
     }
 }

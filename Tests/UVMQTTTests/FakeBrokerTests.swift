@@ -1,7 +1,9 @@
 import Foundation
 import MQTTTestSupport
 import Testing
+import MQTTProtocol
 @testable import UVMQTT
+import UVReactor
 
 /// A client and a scripted broker on one loop; both stopped (and the loop checked for leaked
 /// handles) at the end.
@@ -41,15 +43,15 @@ func connectedClient(
     return client
 }
 
-/// Records the reason of the client's `offline` events (the NodeMCU event carries none), keeping
-/// the handler the test installed.
+/// Records the reason of the client's `offline` events, keeping the handler the test installed.
 func offlineReason(_ client: NodeMCUClient) -> Locked<MQTTConnectionFailure?> {
     let failure = Locked<MQTTConnectionFailure?>(nil)
-    client.engine.submit { engine in
-        let previous = engine.handlers.offline
-        engine.handlers.offline = { f in
+    let handlers = client.handlers
+    client.engine.submit { _ in
+        let previous = handlers.offline
+        handlers.offline = { c, f in
             failure.withLock { $0 = f }
-            previous?(f)
+            previous?(c, f)
         }
     }
     return failure
@@ -62,8 +64,8 @@ struct FakeBrokerTests {
     static let connect311: [UInt8] = [0x10, 0x0F, 0x00, 0x04, 0x4D, 0x51, 0x54, 0x54, 0x04, 0x02, 0x00, 0x3C, 0x00, 0x03, 0x61, 0x62, 0x63]
     static let connect31: [UInt8] = [0x10, 0x11, 0x00, 0x06, 0x4D, 0x51, 0x49, 0x73, 0x64, 0x70, 0x03, 0x02, 0x00, 0x3C, 0x00, 0x03, 0x61, 0x62, 0x63]
 
-    @Test("CONNECT bytes for MQTT 3.1.1 and 3.1", arguments: [ProtocolVersion.v3_1_1, .v3_1])
-    func connectBytes(version: ProtocolVersion) async throws {
+    @Test("CONNECT bytes for MQTT 3.1.1 and 3.1", arguments: [MQTTProtocol.ProtocolVersion.v3_1_1, .v3_1])
+    func connectBytes(version: MQTTProtocol.ProtocolVersion) async throws {
         let expected = version == .v3_1_1 ? FakeBrokerTests.connect311 : FakeBrokerTests.connect31
         try await withFakeBroker { broker, loop in
             let log = EventLog()

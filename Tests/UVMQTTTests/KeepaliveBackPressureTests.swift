@@ -1,7 +1,9 @@
 import Foundation
 import MQTTTestSupport
 import Testing
+import MQTTProtocol
 @testable import UVMQTT
+import UVReactor
 
 /// Read back-pressure against the keepalive: a stream consumer that falls behind stops the
 /// client reading the socket, so the broker's PINGRESP waits unread. That must not pass for a
@@ -18,8 +20,11 @@ struct KeepaliveBackPressureTests {
         options.reconnectBackoff = testBackoff
         let client = MQTTClient(options: options, eventLoop: loop)
         let offline = Locked<[MQTTConnectionFailure]>([])
-        client.engine.submit { engine in
-            engine.handlers.offline = { failure in offline.withLock { $0.append(failure) } }
+        let events = client.connectionEvents
+        Task {
+            for await event in events {
+                if case .offline(let failure) = event { offline.withLock { $0.append(failure) } }
+            }
         }
         let stream = client.messages
         try await withDeadline(5, "connect") { try await client.connect(to: "127.0.0.1", port: broker.port, reconnect: reconnect) }

@@ -1,7 +1,9 @@
 import Logging
 import MQTTTestSupport
 import Testing
+import MQTTProtocol
 @testable import UVMQTT
+import UVReactor
 
 /// A log handler that keeps what it receives.
 struct RecordingLogHandler: LogHandler {

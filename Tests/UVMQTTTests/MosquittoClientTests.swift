@@ -1,7 +1,9 @@
 import Foundation
 import MQTTTestSupport
 import Testing
+import MQTTProtocol
 @testable import UVMQTT
+import UVReactor
 
 /// The client against a real mosquitto (started per test on a free loopback port, own config,
 /// always stopped).
@@ -14,13 +16,13 @@ struct MosquittoClientTests {
         return options
     }
 
-    @Test("QoS 0, 1 and 2 round trips through the broker", arguments: [ProtocolVersion.v3_1_1, .v3_1])
-    func roundTrips(version: ProtocolVersion) async throws {
+    @Test("QoS 0, 1 and 2 round trips through the broker", arguments: [MQTTProtocol.ProtocolVersion.v3_1_1, .v3_1])
+    func roundTrips(version: MQTTProtocol.ProtocolVersion) async throws {
         try await withMosquitto { broker in
             let client = MQTTClient(options: options("rt") { $0.protocolVersion = version; $0.clientID = String($0.clientID.prefix(23)) })
             let present = try await withDeadline(testTimeout, "connect") { try await client.connect(to: broker.host, port: Int(broker.port)) }
             #expect(present == false)
-            let stream = client.messages(matching: "rt/#")
+            let stream = try client.messages(matching: "rt/#")
             let granted = try await withDeadline(testTimeout) { try await client.subscribe([TopicSubscription(filter: "rt/#", qos: .exactlyOnce)]) }
             #expect(granted == [.granted(.exactlyOnce)])
             for qos in QoS.allCases {
@@ -68,12 +70,12 @@ struct MosquittoClientTests {
         try await withMosquitto { broker in
             let watcher = MQTTClient(options: options("will-watch"))
             try await withDeadline(testTimeout) { try await watcher.connect(to: broker.host, port: Int(broker.port)) }
-            let stream = watcher.messages(matching: "will/#")
+            let stream = try watcher.messages(matching: "will/#")
             _ = try await withDeadline(testTimeout) { try await watcher.subscribe("will/#", qos: .atLeastOnce) }
 
             // Closed cleanly: DISCONNECT first, so no will.
             let polite = NodeMCUClient(options: options("will-polite"))
-            polite.lwt("will/polite", "gone", qos: .atLeastOnce)
+            try polite.lwt("will/polite", "gone", qos: .atLeastOnce)
             let log = EventLog()
             polite.on(.offline) { _ in log.add("offline") }
             try polite.connect(broker.host, port: Int(broker.port), connected: { _ in log.add("connected") })
@@ -83,7 +85,7 @@ struct MosquittoClientTests {
 
             // Lost abruptly: the socket is cut without DISCONNECT.
             let lost = NodeMCUClient(options: options("will-lost"))
-            lost.lwt("will/lost", "gone", qos: .atLeastOnce)
+            try lost.lwt("will/lost", "gone", qos: .atLeastOnce)
             lost.on(.offline) { _ in log.add("lost-offline") }
             try lost.connect(broker.host, port: Int(broker.port), connected: { _ in log.add("lost-connected") })
             #expect(await log.wait(for: "lost-connected"))
@@ -214,8 +216,8 @@ struct MosquittoClientTests {
         }
     }
 
-    @Test("throughput through the broker: 20,000 messages at QoS 0 and at QoS 1, all received", arguments: [QoS.atMostOnce, .atLeastOnce])
-    func throughput(qos: QoS) async throws {
+    @Test("throughput through the broker: 20,000 messages at QoS 0 and at QoS 1, all received", arguments: [MQTTProtocol.QoS.atMostOnce, .atLeastOnce])
+    func throughput(qos: MQTTProtocol.QoS) async throws {
         try await withMosquitto { broker in
             let total = 20_000
             let counter = DeliveryCounter(total: total)
@@ -234,7 +236,7 @@ struct MosquittoClientTests {
             publisher.engine.submit { engine in
                 for i in 0..<total {
                     let payload = withUnsafeBytes(of: UInt32(i).bigEndian) { Array($0) }
-                    engine.publish(PublishPacket(topic: "thr/x", payload: payload, qos: qos), completion: nil)
+                    engine.publish(PublishPacket(topic: "thr/x", payload: payload, qos: qos), whenFull: .fail, completion: nil)
                 }
             }
             let done = await EventLog().wait(within: 60) { _ in counter.distinct == total }
@@ -252,7 +254,7 @@ struct MosquittoClientTests {
         try await withMosquitto { broker in
             let client = MQTTClient(options: options("conc") { $0.messageBufferSize = 64 })
             try await withDeadline(testTimeout) { try await client.connect(to: broker.host, port: Int(broker.port)) }
-            let stream = client.messages(matching: "conc/#")
+            let stream = try client.messages(matching: "conc/#")
             _ = try await withDeadline(testTimeout) { try await client.subscribe("conc/#", qos: .exactlyOnce) }
             let tasks = 8, perTask = 250
             // Consume while publishing: a stream nobody reads stops the client reading the socket

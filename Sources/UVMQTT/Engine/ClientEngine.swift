@@ -2,75 +2,123 @@ import Logging
 import MQTTProtocol
 import RingBuffers
 import UVReactor
-#if canImport(Glibc)
-import Glibc
-#endif
 
-/// The per-client engine: owns the state machine, the decoder, the connection and the one
-/// deadline timer, and runs on the event loop thread only.
+/// What the engine reports to the face that owns it (loop thread, one event stream).
 ///
-/// It forwards every event (bytes decoded into packets, the timer, a user request, the socket
-/// closing) to ``MQTTClientStateMachine`` and carries out the returned actions in one `switch`
-/// (``perform(_:)``). Both API faces (``NodeMCUClient``, ``MQTTClient``) are thin fronts over it.
+/// Both faces are adapters over this one stream: ``NodeMCUClient`` turns it into its `on(...)`
+/// handlers, ``MQTTClient`` into message streams, subscriptions and connection events.
+enum EngineEvent {
+    /// A CONNACK accepted the connection.
+    case connected(sessionPresent: Bool)
+    /// A connection attempt failed; `retryIn` is the back-off delay when a retry follows.
+    case connectFailed(MQTTConnectionFailure, retryIn: Duration?, attempt: Int)
+    /// An accepted connection ended; `retryIn` is the back-off delay when a reconnect follows.
+    case offline(MQTTConnectionFailure, retryIn: Duration?, attempt: Int)
+    /// A message arrived (first delivery). The view is valid during the call only.
+    case message(MQTTMessageView)
+    /// A message over the incoming packet limit arrived: the view holds the prefix that fit.
+    case oversize(MQTTMessageView)
+    /// A publish finished its QoS handshake.
+    case publishCompleted(packetID: UInt16)
+    /// A SUBACK arrived.
+    case subscribeCompleted([SubAckReturnCode])
+    /// An UNSUBACK arrived.
+    case unsubscribeCompleted(packetID: UInt16)
+    /// The transport's writability changed (high / low water mark).
+    case writabilityChanged(Bool)
+    /// The engine shut down for good: no event follows.
+    case shutDown
+}
+
+/// A request's completion, carried by the state machine inside the request's
+/// ``MQTTRequestToken`` (the machine's table is the only request table).
+final class RequestCompletion: Sendable {
+    enum Kind: Sendable {
+        case publish(@Sendable (Result<Void, MQTTClientError>) -> Void)
+        case subscribe(@Sendable (Result<[SubAckReturnCode], MQTTClientError>) -> Void)
+        case unsubscribe(@Sendable (Result<Void, MQTTClientError>) -> Void)
+    }
+
+    let kind: Kind
+
+    init(_ kind: Kind) {
+        self.kind = kind
+    }
+
+    /// The token the machine carries for this request.
+    var token: MQTTRequestToken {
+        MQTTRequestToken(UInt64(UInt(bitPattern: ObjectIdentifier(self).hashValue)), context: self)
+    }
+
+    func fail(_ error: MQTTClientError) {
+        switch kind {
+        case .publish(let body): body(.failure(error))
+        case .subscribe(let body): body(.failure(error))
+        case .unsubscribe(let body): body(.failure(error))
+        }
+    }
+
+    static func from(_ token: MQTTRequestToken?) -> RequestCompletion? {
+        token?.context as? RequestCompletion
+    }
+}
+
+/// The per-client engine: a plain executor of ``MQTTClientStateMachine`` on the event loop
+/// thread.
+///
+/// It forwards every input (transport events, decoded packets, the timer, user requests) to
+/// the machine with the clock's time and carries out the actions the machine returns, in
+/// order, in one `switch` (``perform(_:)``): open or close a transport, encode a packet, report
+/// an event to the face, complete a request. Policy (retry, fail-fast, timeouts, which
+/// transport is current, what a client-only packet means, writability, size limits) lives in
+/// the machine; the engine keeps only what executing needs: the current transport, the decoder,
+/// the timer, and the re-entrancy queue. Transports and time come from an
+/// ``MQTTEngineEnvironment``, so the whole engine runs over an in-memory transport with a manual
+/// clock in tests.
 ///
 /// Re-entrancy: callbacks run while the engine dispatches actions (a message handler, a
-/// completion). A request made from inside one (publish from a message handler, connect from
-/// a failure handler) is queued and runs right after the current batch of actions, never in
-/// the middle of it, so the action list being walked is never mutated and the order of the
+/// completion). A request made from inside one (publish from a message handler, connect from a
+/// failure handler) is queued and runs right after the current batch of actions, never in the
+/// middle of it, so the action list being walked is never mutated and the order of the
 /// machine's actions is kept. Requests from other threads hop to the loop with
 /// `EventLoop.execute` (several calls before the loop wakes run in one batch).
 ///
 /// Per received message: no allocation (the packet is decoded in place, the machine's action
-/// list is reused, the message callback gets a view into the ring), no lock, no thread hop.
-/// Writes are coalesced: packets are encoded into the connection's outbound buffer and flushed
-/// once per dispatch; the reactor writes everything flushed in one loop iteration together.
+/// list is reused, the message event carries a view into the ring), no lock, no thread hop.
+/// Writes are coalesced: packets are encoded into the transport's outbound buffer and flushed
+/// once per dispatch.
 ///
 /// The loop-thread state is `@exclusivity(unchecked)`: never accessed from two places at once
 /// (re-entrant requests are deferred, see above), and the dynamic exclusivity check cost about a
 /// third of the CPU per message (perf, `mqtt bench`).
 final class ClientEngine: @unchecked Sendable {
-    typealias PublishCompletion = @Sendable (Result<Void, MQTTClientError>) -> Void
-    typealias SubscribeCompletion = @Sendable (Result<[SubAckReturnCode], MQTTClientError>) -> Void
     typealias ConnectCompletion = @Sendable (Result<Bool, MQTTConnectionFailure>) -> Void
 
-    enum Completion {
-        case publish(PublishCompletion)
-        case subscribe(SubscribeCompletion)
-        case unsubscribe(PublishCompletion)
-    }
-
-    /// The NodeMCU `on` events, one handler each. Set and called on the loop thread.
-    struct Handlers {
-        var connect: (@Sendable (_ sessionPresent: Bool) -> Void)?
-        var connfail: (@Sendable (MQTTConnectionFailure) -> Void)?
-        var offline: (@Sendable (MQTTConnectionFailure) -> Void)?
-        var message: (@Sendable (MQTTMessageView) -> Void)?
-        var overflow: (@Sendable (MQTTMessageView) -> Void)?
-        var puback: (@Sendable (_ packetID: UInt16) -> Void)?
-        var suback: (@Sendable (_ returnCodes: [SubAckReturnCode]) -> Void)?
-        var unsuback: (@Sendable (_ packetID: UInt16) -> Void)?
-    }
-
     let loop: EventLoop
+    let environment: MQTTEngineEnvironment
     private(set) var options: MQTTClientOptions
     /// The user's logger with the client id in its metadata; nil = no logging (the library
     /// never creates a logger of its own).
     let logger: Logger?
     /// Whether the logger wants the packet trace (`.trace` level), read once at creation.
     let tracing: Bool
-    /// Whether a connect was requested and has not finally ended (no further retry): checked and
-    /// set by the fronts under the lock so that a second connect is an error at once.
+    /// Whether a connect was requested and has not finally ended: set by the faces under the
+    /// lock so that a second `connect` call fails at once, synchronously (the machine's own
+    /// guard answers only on the loop thread).
     let active = Locked(false)
 
+    /// The face's handler of the engine's events (loop thread).
+    @exclusivity(unchecked) var onEvent: ((EngineEvent) -> Void)?
+
     @exclusivity(unchecked) private var machine: MQTTClientStateMachine
-    @exclusivity(unchecked) private var actions = MQTTClientActions(capacity: 64)
+    @exclusivity(unchecked) private var actions = MQTTClientActions(capacity: 16)
     @exclusivity(unchecked) private var decoder: MQTTDecoder
     private var server: MQTTServer?
     private var tlsContext: TLSContext?
-    @exclusivity(unchecked) private var connection: TCPConnection?
-    /// Identifies the current transport; callbacks of an older one are ignored.
-    @exclusivity(unchecked) private var transportID: UInt64 = 0
-    @exclusivity(unchecked) private var timer: LoopTimer?
+    /// The transport the machine's current generation runs on.
+    @exclusivity(unchecked) private var transport: (any MQTTTransport)?
+    @exclusivity(unchecked) private var transportID: MQTTTransportID?
+    @exclusivity(unchecked) private var timer: (any MQTTEngineTimer)?
     @exclusivity(unchecked) private var armedGeneration: UInt64?
     @exclusivity(unchecked) private var needsFlush = false
 
@@ -78,22 +126,17 @@ final class ClientEngine: @unchecked Sendable {
     @exclusivity(unchecked) private var deferred: [(ClientEngine) -> Void] = []
     @exclusivity(unchecked) private var decodePending = false
 
-    @exclusivity(unchecked) var handlers = Handlers()
     private var pendingConnect: ConnectCompletion?
-    private var stopRetryingOnFirstFailure = false
-    @exclusivity(unchecked) private var completions: [UInt64: Completion] = [:]
-    @exclusivity(unchecked) private var nextToken: UInt64 = 1
-
-    @exclusivity(unchecked) private var streams: [MessageBuffer] = []
-    @exclusivity(unchecked) private var pausedByConsumer = false
-    @exclusivity(unchecked) private var shutDown = false
-    /// Transports closing gracefully, and who waits for them (``close(whenClosed:)``).
+    private var completePendingConnectOnRetry = true
+    @exclusivity(unchecked) private(set) var isShutDown = false
+    /// Transports closing gracefully, and who waits for them (``disconnect(whenClosed:)``).
     private var closingTransports = 0
     private var closeWaiters: [() -> Void] = []
 
-    init(options: MQTTClientOptions, loop: EventLoop, logger: Logger?) {
+    init(options: MQTTClientOptions, loop: EventLoop, environment: MQTTEngineEnvironment? = nil, logger: Logger?) {
         self.options = options
         self.loop = loop
+        self.environment = environment ?? .system(loop: loop)
         var logger = logger
         logger?[metadataKey: "mqtt.client"] = "\(options.clientID)"
         self.logger = logger
@@ -102,21 +145,24 @@ final class ClientEngine: @unchecked Sendable {
         let seed = UInt64.random(in: .min ... .max)
         self.machine = MQTTClientStateMachine(configuration: options.machineConfiguration(jitterSeed: seed))
         self.decoder = MQTTDecoder(maximumPacketSize: options.maximumIncomingPacketSize, version: options.protocolVersion)
-        completions.reserveCapacity(64)
     }
 
-    /// The engine of a client front: on `eventLoop`, or on a loop of its own, started here
-    /// (`ownsLoop`: the front stops it in ``release(ownsLoop:)``).
-    static func make(options: MQTTClientOptions, eventLoop: EventLoop?, logger: Logger?) -> (engine: ClientEngine, ownsLoop: Bool) {
+    /// The engine of a client face: on `eventLoop`, or on a loop of its own, started here
+    /// (`ownsLoop`: the face stops it in ``release(ownsLoop:)``).
+    static func make(
+        options: MQTTClientOptions, eventLoop: EventLoop?, environment: MQTTEngineEnvironment? = nil, logger: Logger?
+    ) -> (engine: ClientEngine, ownsLoop: Bool) {
         if let eventLoop {
-            return (ClientEngine(options: options, loop: eventLoop, logger: logger), false)
+            return (ClientEngine(options: options, loop: eventLoop, environment: environment, logger: logger), false)
         }
         let loop = EventLoop()
         loop.start()
-        return (ClientEngine(options: options, loop: loop, logger: logger), true)
+        return (ClientEngine(options: options, loop: loop, environment: environment, logger: logger), true)
     }
 
-    /// A front's deinit: shuts the engine down (on the loop) and stops the loop it owns.
+    /// A face's deinit: shuts the engine down (on the loop) and stops the loop it owns. From the
+    /// loop's own thread (the last reference dropped in a callback) the loop stops after this
+    /// iteration and its thread ends by itself.
     func release(ownsLoop: Bool) {
         submit { $0.shutdown() }
         if ownsLoop {
@@ -143,6 +189,16 @@ final class ClientEngine: @unchecked Sendable {
             return
         }
         dispatch(body)
+    }
+
+    /// Runs `body` as one event right away when called on the loop thread outside a dispatch
+    /// (a publish from a loop turn of the application's own), without boxing it into an
+    /// escaping closure: no allocation per call. Returns false otherwise; then use ``submit(_:)``.
+    @inline(__always)
+    func runIfOnLoop(_ body: (ClientEngine) -> Void) -> Bool {
+        guard loop.inEventLoop, !dispatching else { return false }
+        dispatch(body)
+        return true
     }
 
     /// One dispatch: the event, its actions, the requests its callbacks made, then the flush and
@@ -174,7 +230,7 @@ final class ClientEngine: @unchecked Sendable {
     private func finishDispatch() {
         if needsFlush {
             needsFlush = false
-            connection?.flush()
+            transport?.flush()
         }
         updateTimer()
         if decodePending {
@@ -183,89 +239,48 @@ final class ClientEngine: @unchecked Sendable {
         }
     }
 
-    /// The monotonic clock at its kernel tick (a few ms coarse, same base as ``now()``, several
-    /// times cheaper): for the per-publish keepalive bookkeeping, where "sent at" may be a few
-    /// milliseconds early.
-    static func coarseNow() -> MQTTInstant {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
-        return MQTTInstant(nanoseconds: UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec))
-    }
-
-    static func now() -> MQTTInstant {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return MQTTInstant(nanoseconds: UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec))
-    }
-
-    /// Runs `body` as one event right away when called on the loop thread outside a dispatch
-    /// (a publish from a loop turn of the application's own), without boxing it into an
-    /// escaping closure: no allocation per call. Returns false otherwise; then use ``submit(_:)``.
-    @inline(__always)
-    func runIfOnLoop(_ body: (ClientEngine) -> Void) -> Bool {
-        guard loop.inEventLoop, !dispatching else { return false }
-        dispatch(body)
-        return true
-    }
+    private var now: MQTTInstant { environment.clock.now() }
 
     // MARK: Requests (loop thread, inside `event`)
 
-    /// Starts connecting to `server`.
-    func connect(to server: MQTTServer, reconnect: Bool, stopRetryingOnFirstFailure: Bool, completion: ConnectCompletion?) {
-        if shutDown {
+    /// Starts connecting to `server`. `failFast`: a failure before the first CONNACK ends the
+    /// attempt without retry (the async face throws it); the reconnect policy applies after.
+    /// `completeOnRetry`: the completion runs at the first failure even when a retry follows
+    /// (NodeMCU's `failed:`); otherwise only at the CONNACK or a failure with no retry.
+    func connect(to server: MQTTServer, reconnect: Bool, failFast: Bool, completeOnRetry: Bool, completion: ConnectCompletion?) {
+        if isShutDown {
             endActive()
             completion?(.failure(.closedByUser))
             return
-        }
-        // A CONNECT the encoder would reject fails now, with the rule it breaks.
-        let probe = OutboundBuffer(initialCapacity: 256)
-        do {
-            try MQTTEncoder.encode(.connect(options.connectPacket), version: options.protocolVersion, into: probe)
-        } catch {
-            endActive()
-            completion?(.failure(.protocolError(error)))
-            return
-        }
-        if let tls = server.security.tlsConfiguration {
-            if tlsContext == nil || tlsContext?.configuration != tls {
-                do throws(TransportError) {
-                    tlsContext = try TLSContext(configuration: tls)
-                } catch {
-                    endActive()
-                    completion?(.failure(ClientEngine.failure(for: error)))
-                    return
-                }
-            }
-        } else {
-            tlsContext = nil
         }
         self.server = server
         machine.connectPacket = options.connectPacket
         machine.reconnect = reconnect ? options.reconnectBackoff : nil
         do {
-            try machine.connect(now: ClientEngine.now(), into: &actions)
+            try machine.connect(now: now, failFast: failFast, into: &actions)
         } catch {
-            // The fronts check `active` first; this is the machine's own guard.
+            // The faces check `active` first; this is the machine's own guard.
             logger?.warning("connect refused by the client state", metadata: ["error": "\(error)"])
             completion?(.failure(.transport("\(error)")))
             return
         }
         pendingConnect = completion
-        self.stopRetryingOnFirstFailure = stopRetryingOnFirstFailure
+        completePendingConnectOnRetry = completeOnRetry
     }
 
     /// Publishes; the completion fires once with the handshake's outcome.
-    func publish(_ message: PublishPacket, completion: PublishCompletion?) {
-        let now = ClientEngine.coarseNow()
-        if completion == nil && message.qos == .atMostOnce, let connection, machine.beginDirectQoS0Publish(now: now) {
-            // Fast path: encode straight from the caller's bytes, no action, no packet copy.
+    func publish(_ message: PublishPacket, whenFull: MQTTPublishFlowControl, completion: RequestCompletion?) {
+        let now = environment.clock.coarseNow()
+        if completion == nil && message.qos == .atMostOnce, let transport, machine.beginDirectQoS0Publish(now: now) {
+            // The machine allows it (connected, writable, nothing queued before it): encode
+            // straight from the caller's bytes, no action, no packet copy.
             var topic = message.topic
             let failure: MQTTProtocolError? = topic.withUTF8 { t in
                 message.payload.withUnsafeBytes { p -> MQTTProtocolError? in
                     do throws(MQTTProtocolError) {
                         try MQTTEncoder.encodePublish(topic: UnsafeRawBufferPointer(t), payload: p, qos: .atMostOnce,
                                                       retain: message.retain, dup: false, packetID: 0,
-                                                      into: connection.outbound)
+                                                      into: transport.outbound)
                         return nil
                     } catch {
                         return error
@@ -273,6 +288,7 @@ final class ClientEngine: @unchecked Sendable {
                 }
             }
             if let failure {
+                // The faces validated topic and size: this is a bug, not input.
                 logger?.error("PUBLISH not encoded", metadata: ["error": "\(failure)"])
             } else {
                 needsFlush = true
@@ -280,130 +296,173 @@ final class ClientEngine: @unchecked Sendable {
             }
             return
         }
-        let token = completion.map { register(.publish($0)) }
         do {
-            try machine.publish(message, token: token, now: now, into: &actions)
+            try machine.publish(message, token: completion?.token, whenFull: whenFull, now: now, into: &actions)
         } catch {
-            if let token { completions.removeValue(forKey: token.rawValue) }
-            completion?(.failure(error))
+            completion?.fail(error)
         }
     }
 
     /// Subscribes to several filters in one SUBSCRIBE.
-    func subscribe(_ subscriptions: [TopicSubscription], completion: SubscribeCompletion?) {
-        let token = completion.map { register(.subscribe($0)) }
+    func subscribe(_ subscriptions: [TopicSubscription], completion: RequestCompletion?) {
         do {
-            try machine.subscribe(subscriptions, token: token, now: ClientEngine.now(), into: &actions)
+            try machine.subscribe(subscriptions, token: completion?.token, now: now, into: &actions)
         } catch {
-            if let token { completions.removeValue(forKey: token.rawValue) }
-            completion?(.failure(error))
+            completion?.fail(error)
         }
     }
 
     /// Unsubscribes from several filters in one UNSUBSCRIBE.
-    func unsubscribe(_ filters: [String], completion: PublishCompletion?) {
-        let token = completion.map { register(.unsubscribe($0)) }
+    func unsubscribe(_ filters: [String], completion: RequestCompletion?) {
         do {
-            try machine.unsubscribe(filters, token: token, now: ClientEngine.now(), into: &actions)
+            try machine.unsubscribe(filters, token: completion?.token, now: now, into: &actions)
         } catch {
-            if let token { completions.removeValue(forKey: token.rawValue) }
-            completion?(.failure(error))
+            completion?.fail(error)
         }
+    }
+
+    /// Withdraws a request whose caller gave up (task cancelled): see
+    /// ``MQTTClientStateMachine/cancel(_:now:into:)``.
+    func cancel(_ completion: RequestCompletion) {
+        machine.cancel(completion.token, now: now, into: &actions)
     }
 
     /// DISCONNECT at once, close, "offline"; outstanding requests fail with `closed`.
     func close() {
-        machine.close(now: ClientEngine.now(), into: &actions)
         endActive()
+        machine.close(now: now, into: &actions)
+        failPendingConnectIfIdle()
     }
 
-    /// Closes like ``close()``, then runs `done` once no transport is still closing (the
-    /// DISCONNECT and everything before it reached the broker and the broker closed its side,
-    /// or the reactor's graceful-close limit passed); at once when nothing was open.
-    func close(whenClosed done: @escaping () -> Void) {
-        close()
-        // After this event's actions (the close of the transport among them).
-        deferred.append { engine in
-            engine.closeWaiters.append(done)
-            engine.runCloseWaitersIfClosed()
-        }
+    /// A connect call still waiting when the machine went idle without an attempt to fail (it
+    /// was waiting to retry): it ends with `closedByUser`.
+    private func failPendingConnectIfIdle() {
+        guard machine.connectionState == .idle, let pending = pendingConnect else { return }
+        pendingConnect = nil
+        pending(.failure(.closedByUser))
+    }
+
+    /// Disconnects gracefully, then runs `done` once no transport is still closing: the
+    /// acknowledgements of messages the application already has go out first (a PUBREL due
+    /// within `drainTimeout` is answered), then DISCONNECT, then the broker read everything and
+    /// closed its side (or ``MQTTClientOptions/disconnectTimeout`` passed). At once when
+    /// nothing was open.
+    func disconnect(drainTimeout: Duration, whenClosed done: @escaping () -> Void) {
+        endActive()
+        closeWaiters.append(done)
+        machine.disconnect(drainTimeout: drainTimeout, now: now, into: &actions)
+        failPendingConnectIfIdle()
     }
 
     private func runCloseWaitersIfClosed() {
-        guard closingTransports == 0, !closeWaiters.isEmpty else { return }
+        guard closingTransports == 0, !closeWaiters.isEmpty, machine.connectionState != .disconnecting else { return }
         let waiters = closeWaiters
         closeWaiters.removeAll()
         for waiter in waiters { waiter() }
     }
 
-    /// Closes and ends every message stream; the engine takes no more requests.
+    /// Closes, ends the face's streams (`.shutDown`); the engine takes no more requests.
     func shutdown() {
+        guard !isShutDown else { return }
         close()
-        shutDown = true
-        for stream in streams { stream.finish() }
-        streams.removeAll()
+        performActions()
+        isShutDown = true
         timer?.close()
         timer = nil
-    }
-
-    // MARK: Message streams
-
-    func addStream(_ buffer: MessageBuffer) {
-        if shutDown {
-            buffer.finish()
-            return
-        }
-        streams.append(buffer)
-    }
-
-    func removeStream(_ buffer: MessageBuffer) {
-        streams.removeAll { $0 === buffer }
-        resumeIfDrained()
-    }
-
-    /// A consumer drained its buffer: read again if no stream is still full. The machine
-    /// restarts its dead-broker clock from now (what the broker sent meanwhile is read next).
-    func resumeIfDrained() {
-        guard pausedByConsumer, !streams.contains(where: { $0.isFull }) else { return }
-        pausedByConsumer = false
-        connection?.resumeReading()
-        machine.readingResumed(now: ClientEngine.now(), into: &actions)
-        decodePending = true
+        onEvent?(.shutDown)
+        onEvent = nil
+        // Waiters of a disconnect still closing are released: nothing else will.
+        let waiters = closeWaiters
+        closeWaiters.removeAll()
+        for waiter in waiters { waiter() }
     }
 
     /// Cuts the transport without DISCONNECT, as a network failure would (tests: will
     /// delivery, resend after a loss).
     func simulateConnectionLoss() {
-        connection?.abort()
+        transport?.abort()
+    }
+
+    /// Stops reading the transport (an async consumer fell behind); one fact, the machine's.
+    func pauseReading() {
+        guard !machine.isReadingPaused else { return }
+        machine.readingPaused(now: environment.clock.coarseNow())
+        transport?.pauseReading()
+    }
+
+    /// Reads again after ``pauseReading()``: the machine restarts its dead-broker clock, and
+    /// what arrived meanwhile is decoded after this event.
+    func resumeReading() {
+        guard machine.isReadingPaused else { return }
+        machine.readingResumed(now: now, into: &actions)
+        transport?.resumeReading()
+        decodePending = true
+    }
+
+    /// Replaces the will sent with the next CONNECT.
+    func setWill(_ will: Will?) {
+        options.will = will
+    }
+
+    /// Marks a connect as requested (any thread); throws when one is already active.
+    func beginConnect() throws(MQTTClientError) {
+        let wasActive = active.withLock { value -> Bool in
+            let was = value
+            value = true
+            return was
+        }
+        if wasActive { throw .alreadyConnected }
+    }
+
+    /// Marks the connect as finally ended (any thread).
+    func endActive() {
+        active.withLock { $0 = false }
     }
 
     // MARK: Inspection (loop thread)
 
     var connectionState: MQTTClientStateMachine.ConnectionState { machine.connectionState }
     /// Bytes encoded for the broker and not yet taken by the kernel.
-    var unsentByteCount: Int { connection?.unsentByteCount ?? 0 }
+    var unsentByteCount: Int { transport?.unsentByteCount ?? 0 }
     var inflightCount: Int { machine.inflightCount }
     var queuedMessageCount: Int { machine.queuedMessageCount }
+    var isWritable: Bool { machine.isTransportWritable }
 
     // MARK: Reading
 
-    private func didRead(_ c: TCPConnection) {
-        guard c === connection else { return }
-        if dispatching {
-            decodePending = true
+    private func transportEvent(_ event: MQTTTransportEvent, id: MQTTTransportID, from source: any MQTTTransport) {
+        guard source === transport else {
+            if case .closed = event { closingTransportEnded(source) }
             return
         }
-        decodeAvailable()
+        switch event {
+        case .bytesRead:
+            if dispatching {
+                decodePending = true
+                return
+            }
+            decodeAvailable()
+        case .writabilityChanged(let writable):
+            self.event { engine in
+                engine.machine.transportWritabilityChanged(writable, now: engine.now, into: &engine.actions)
+                engine.onEvent?(.writabilityChanged(writable))
+            }
+        case .closed(let error):
+            transport?.setEventHandler(nil)
+            transport = nil
+            let failure = ClientEngine.failure(for: error ?? .closedByPeer)
+            self.event { $0.machine.transportFailed(id, failure, now: $0.now, into: &$0.actions) }
+        }
     }
 
     /// Decodes every complete packet in the ring, feeding each to the machine and carrying out
     /// its actions before the packet's bytes are released.
     private func decodeAvailable() {
-        guard let c = connection, !pausedByConsumer, !dispatching else { return }
-        let ring = c.inbound
+        guard let current = transport, !machine.isReadingPaused, !dispatching else { return }
+        let ring = current.inbound
         dispatching = true
-        let now = ClientEngine.now()
-        while connection === c && !pausedByConsumer {
+        let now = self.now
+        while transport === current && !machine.isReadingPaused {
             let packet: InboundPacket?
             do {
                 packet = try decoder.next(in: ring)
@@ -415,18 +474,14 @@ final class ClientEngine: @unchecked Sendable {
             }
             guard let packet else { break }
             if tracing { traceReceived(packet) }
-            receive(packet, now: now)
+            machine.receivedPacket(packet, now: now, into: &actions)
             performActions()
-            if connection === c { decoder.releaseLastFrame(in: ring) }
+            if transport === current { decoder.releaseLastFrame(in: ring) }
             runDeferred()
         }
         runDeferred()
         dispatching = false
         finishDispatch()
-    }
-
-    private func receive(_ packet: InboundPacket, now: MQTTInstant) {
-        machine.receivedPacket(packet, now: now, into: &actions)
     }
 
     // MARK: Actions
@@ -446,210 +501,144 @@ final class ClientEngine: @unchecked Sendable {
         case .openTransport(let id):
             openTransport(id)
         case .send(let packet):
-            guard let connection else { return }
+            guard let transport else { return }
             if tracing { traceSent(packet) }
             do {
-                try MQTTEncoder.encode(packet, version: options.protocolVersion, into: connection.outbound)
+                try MQTTEncoder.encode(packet, version: options.protocolVersion, into: transport.outbound)
                 needsFlush = true
             } catch {
-                // Requests are validated by the fronts; this would be a bug, not network input.
+                // The machine checked every request's size and the faces its topic: a bug.
                 logger?.error("packet not encoded", metadata: ["packet": "\(packet.type)", "error": "\(error)"])
             }
-        case .closeTransport:
-            closeTransport()
+        case .closeTransport(let id):
+            closeTransport(id)
         case .connected(let sessionPresent):
             logger?.debug("connected", metadata: ["sessionPresent": "\(sessionPresent)"])
             if let pending = pendingConnect {
                 pendingConnect = nil
                 pending(.success(sessionPresent))
             }
-            handlers.connect?(sessionPresent)
+            onEvent?(.connected(sessionPresent: sessionPresent))
         case .connectFailed(let failure, let willRetry):
             logger?.debug("connect failed", metadata: ["reason": "\(failure)", "willRetry": "\(willRetry)"])
-            if let pending = pendingConnect {
+            if !willRetry { endActive() }
+            if let pending = pendingConnect, !willRetry || completePendingConnectOnRetry {
                 pendingConnect = nil
-                if willRetry && stopRetryingOnFirstFailure {
-                    deferred.append { $0.close() }
-                }
-                if !willRetry || stopRetryingOnFirstFailure { endActive() }
                 pending(.failure(failure))
-            } else if !willRetry {
-                endActive()
             }
-            handlers.connfail?(failure)
+            onEvent?(.connectFailed(failure, retryIn: willRetry ? retryDelay : nil, attempt: machine.reconnectAttemptCount))
         case .offline(let failure, let willReconnect):
             logger?.debug("offline", metadata: ["reason": "\(failure)", "willReconnect": "\(willReconnect)"])
             if !willReconnect { endActive() }
-            handlers.offline?(failure)
+            onEvent?(.offline(failure, retryIn: willReconnect ? retryDelay : nil, attempt: machine.reconnectAttemptCount))
         case .deliver(let view):
-            deliver(view)
-        case .deliverOversized(let oversize):
-            if let handler = handlers.overflow {
-                handler(MQTTMessageView(topicBytes: oversize.topic, payload: oversize.payloadPrefix, qos: oversize.qos,
-                                        retain: oversize.retain, dup: oversize.dup,
-                                        totalPayloadLength: oversize.totalPayloadLength))
-            }
+            onEvent?(.message(MQTTMessageView(view)))
+        case .deliverOversized(let view):
+            onEvent?(.oversize(MQTTMessageView(topicBytes: view.topic, payload: view.payloadPrefix, qos: view.qos,
+                                               retain: view.retain, dup: view.dup,
+                                               totalPayloadLength: view.totalPayloadLength)))
         case .publishCompleted(let token, let packetID, _):
-            if let token, case .publish(let completion)? = completions.removeValue(forKey: token.rawValue) {
-                completion(.success(()))
-            }
-            handlers.puback?(packetID)
+            if case .publish(let body)? = RequestCompletion.from(token)?.kind { body(.success(())) }
+            onEvent?(.publishCompleted(packetID: packetID))
         case .subscribeCompleted(let token, _, let returnCodes):
-            if let token, case .subscribe(let completion)? = completions.removeValue(forKey: token.rawValue) {
-                completion(.success(returnCodes))
-            }
-            handlers.suback?(returnCodes)
+            if case .subscribe(let body)? = RequestCompletion.from(token)?.kind { body(.success(returnCodes)) }
+            onEvent?(.subscribeCompleted(returnCodes))
         case .unsubscribeCompleted(let token, let packetID):
-            if let token, case .unsubscribe(let completion)? = completions.removeValue(forKey: token.rawValue) {
-                completion(.success(()))
-            }
-            handlers.unsuback?(packetID)
+            if case .unsubscribe(let body)? = RequestCompletion.from(token)?.kind { body(.success(())) }
+            onEvent?(.unsubscribeCompleted(packetID: packetID))
         case .requestFailed(let token, let error):
-            switch completions.removeValue(forKey: token.rawValue) {
-            case .publish(let completion)?: completion(.failure(error))
-            case .subscribe(let completion)?: completion(.failure(error))
-            case .unsubscribe(let completion)?: completion(.failure(error))
-            case nil: break
-            }
-        case .disconnected:
-            // Only `disconnect(drainTimeout:)` emits it; the engine still closes with `close()`.
-            break
+            RequestCompletion.from(token)?.fail(error)
         case .unexpectedAck(let type, let packetID):
             logger?.debug("acknowledgement for nothing outstanding", metadata: ["type": "\(type)", "packetID": "\(packetID)"])
+        case .disconnected:
+            // DISCONNECT written and the close requested: the waiters run once the transport
+            // finished closing gracefully (or at once when nothing was open).
+            runCloseWaitersIfClosed()
         }
     }
 
-    private func deliver(_ view: PublishView) {
-        if let handler = handlers.message {
-            handler(MQTTMessageView(view))
-        }
-        guard !streams.isEmpty else { return }
-        var owned: MQTTMessage?
-        for stream in streams where stream.matches(topic: view.topic) {
-            if owned == nil {
-                owned = MQTTMessage(topic: view.topicString, payload: [UInt8](view.payload), qos: view.qos,
-                                    retain: view.retain, dup: view.dup)
-            }
-            if !stream.push(owned!) && !pausedByConsumer {
-                // The consumer fell behind: stop reading (and decoding) until it drains. The
-                // broker's PINGRESP now waits unread too: the machine must not take that
-                // silence for a dead broker.
-                pausedByConsumer = true
-                connection?.pauseReading()
-                machine.readingPaused(now: ClientEngine.coarseNow())
-            }
-        }
-    }
-
-    private func register(_ completion: Completion) -> MQTTRequestToken {
-        let token = nextToken
-        nextToken &+= 1
-        completions[token] = completion
-        return MQTTRequestToken(token)
-    }
-
-    /// Marks a connect as requested (any thread); throws when one is already active.
-    func beginConnect() throws(MQTTClientError) {
-        let wasActive = active.withLock { value -> Bool in
-            let was = value
-            value = true
-            return was
-        }
-        if wasActive { throw .alreadyConnected }
-    }
-
-    /// Marks the connect as finally ended (any thread): by `close` (so that a connect right after
-    /// it is accepted; the close itself follows on the loop, before that connect), or on the
-    /// loop when an attempt or connection ended with no retry to follow.
-    func endActive() {
-        active.withLock { $0 = false }
-    }
-
-    /// Replaces the will sent with the next CONNECT.
-    func setWill(_ will: Will?) {
-        options.will = will
+    /// The back-off delay the machine scheduled, while it waits to reconnect.
+    private var retryDelay: Duration? {
+        guard let at = machine.nextReconnectAt else { return nil }
+        let now = self.now
+        return at > now ? at - now : .zero
     }
 
     // MARK: Transport
 
-    private func openTransport(_ machineID: MQTTTransportID) {
+    private func openTransport(_ id: MQTTTransportID) {
         guard let server else { return }
-        transportID &+= 1
-        let id = transportID
+        transportID = id
         decoder = MQTTDecoder(maximumPacketSize: options.maximumIncomingPacketSize, version: options.protocolVersion)
-        pausedByConsumer = false
-        var transform: TLSEngine?
-        if let tlsContext {
-            do throws(TransportError) {
-                transform = try TLSEngine(context: tlsContext, host: server.host)
-            } catch {
-                let failure = ClientEngine.failure(for: error)
-                deferred.append { $0.machine.transportFailed(machineID, failure, now: ClientEngine.now(), into: &$0.actions) }
-                return
+        do throws(TransportError) {
+            if let tls = server.security.tlsConfiguration {
+                if tlsContext == nil || tlsContext?.configuration != tls {
+                    tlsContext = try TLSContext(configuration: tls)
+                }
+            } else {
+                tlsContext = nil
             }
-        }
-        var tcp = TCPOptions()
-        // The ring must hold the largest packet decoded in full.
-        tcp.receiveBufferMaximumCapacity = max(tcp.receiveBufferMaximumCapacity,
-                                               ByteRing.roundUpToPowerOfTwo(options.maximumIncomingPacketSize + 8))
-        // Reads of up to 128 KiB (about 4,800 small PUBLISH packets per read system call) instead of
-        // the reactor's 16 KiB default: a subscriber under a stream of small messages made one
-        // read per ~300 packets with 16 KiB (strace, `mqtt bench sub`).
-        tcp.receiveBufferInitialCapacity = max(tcp.receiveBufferInitialCapacity, 128 * 1024)
-        connection = loop.connect(host: server.host, port: server.port, timeout: options.connectTimeout,
-                                  options: tcp, transform: transform) { [self] result in
-            guard id == transportID else {
-                if case .success(let stale) = result { stale.abort() }
-                return
+            var opened: (any MQTTTransport)?
+            opened = try environment.connector.open(
+                server: server, tls: tlsContext, timeout: options.connectTimeout,
+                receiveBufferMaximum: options.maximumIncomingPacketSize
+            ) { [self] result in
+                guard let pending = opened else { return }
+                opened = nil
+                guard pending === transport else {
+                    // A stale attempt (the machine moved on): drop what it made.
+                    if case .success(let stale) = result { stale.abort() }
+                    return
+                }
+                switch result {
+                case .success(let t):
+                    t.setEventHandler { [self, weak t] event in
+                        if let t { transportEvent(event, id: id, from: t) }
+                    }
+                    event { $0.machine.transportConnected(id, now: $0.now, into: &$0.actions) }
+                case .failure(let error):
+                    transport = nil
+                    let failure = ClientEngine.failure(for: error)
+                    event { $0.machine.transportFailed(id, failure, now: $0.now, into: &$0.actions) }
+                }
             }
-            switch result {
-            case .success(let c):
-                connection = c
-                c.onRead = { [self] c in didRead(c) }
-                c.onClose = { [self] error in transportClosed(id: id, machineID: machineID, error: error) }
-                event { $0.machine.transportConnected(machineID, now: ClientEngine.now(), into: &$0.actions) }
-            case .failure(let error):
-                connection = nil
-                let failure = ClientEngine.failure(for: error)
-                event { $0.machine.transportFailed(machineID, failure, now: ClientEngine.now(), into: &$0.actions) }
-            }
+            transport = opened
+        } catch {
+            // Known before any I/O (TLS configuration): the attempt fails through the machine,
+            // so the failure reaches `connfail` like any other.
+            let failure = ClientEngine.failure(for: error)
+            deferred.append { $0.machine.transportFailed(id, failure, now: $0.now, into: &$0.actions) }
         }
     }
 
-    private func closeTransport() {
-        transportID &+= 1
-        if let connection {
-            connection.onRead = nil
+    private func closeTransport(_ id: MQTTTransportID) {
+        guard id == transportID, let transport else { return }
+        self.transport = nil
+        if transport.isOpen {
             // The graceful close ends later (the broker read everything and closed its side, or
-            // the reactor's close timeout): then the close waiters run. The closure is released
-            // by the connection once it fired.
-            if connection.isOpen {
-                closingTransports += 1
-                connection.onClose = { [self] _ in
-                    closingTransports -= 1
-                    runCloseWaitersIfClosed()
-                }
-            } else {
-                // Not established yet: closing cancels the connect; no close callback follows.
-                connection.onClose = nil
+            // the disconnect timeout): then the close waiters run.
+            closingTransports += 1
+            // Strong: the handler is removed when the close event came (no cycle remains).
+            transport.setEventHandler { [self] event in
+                if case .closed = event { closingTransportEnded(transport) }
             }
             if needsFlush {
                 needsFlush = false
-                connection.flush()
+                transport.flush()
             }
             // Graceful: whatever was encoded (DISCONNECT) goes out first.
-            connection.close()
+            transport.close(timeout: options.disconnectTimeout)
+        } else {
+            // Not established yet: closing cancels the connect; no event follows.
+            transport.setEventHandler(nil)
+            transport.close(timeout: options.disconnectTimeout)
         }
-        connection = nil
     }
 
-    private func transportClosed(id: UInt64, machineID: MQTTTransportID, error: TransportError?) {
-        guard id == transportID else { return }
-        connection?.onRead = nil
-        connection?.onClose = nil
-        connection = nil
-        let failure = ClientEngine.failure(for: error ?? .closedByPeer)
-        event { $0.machine.transportFailed(machineID, failure, now: ClientEngine.now(), into: &$0.actions) }
+    private func closingTransportEnded(_ transport: any MQTTTransport) {
+        transport.setEventHandler(nil)
+        closingTransports -= 1
+        runCloseWaitersIfClosed()
     }
 
     /// Maps the reactor's errors to the NodeMCU-style reasons.
@@ -683,19 +672,17 @@ final class ClientEngine: @unchecked Sendable {
             }
             return
         }
-        guard deadline.generation != armedGeneration else { return }
+        guard deadline.generation != armedGeneration, !isShutDown else { return }
         armedGeneration = deadline.generation
         if timer == nil {
-            timer = loop.makeTimer { [self] in timerFired() }
+            timer = environment.clock.makeTimer(on: loop) { [self] in timerFired() }
         }
-        let now = ClientEngine.now()
-        let delay = deadline.at > now ? deadline.at - now : .zero
-        timer?.schedule(after: delay)
+        timer?.schedule(at: deadline.at)
     }
 
     private func timerFired() {
         guard let generation = armedGeneration else { return }
         armedGeneration = nil
-        event { $0.machine.timerFired(generation: generation, now: ClientEngine.now(), into: &$0.actions) }
+        event { $0.machine.timerFired(generation: generation, now: $0.now, into: &$0.actions) }
     }
 }

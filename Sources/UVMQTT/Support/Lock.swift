@@ -1,3 +1,4 @@
+import UVReactor
 /// A value guarded by a pthread mutex (the reactor's ``PThreadMutex``).
 ///
 /// Used where a consumer thread and the loop thread share state (the async message buffers, the

@@ -1,7 +1,9 @@
 import Foundation
 import MQTTTestSupport
 import RingBuffers
+import MQTTProtocol
 @testable import UVMQTT
+import UVReactor
 
 /// A scripted MQTT broker on the reactor's TCP listener, for byte-exact tests.
 ///

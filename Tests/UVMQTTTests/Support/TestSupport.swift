@@ -1,7 +1,9 @@
 import Foundation
 import MQTTTestSupport
 import Testing
+import MQTTProtocol
 @testable import UVMQTT
+import UVReactor
 
 /// The bound, in seconds, of every wait for something that should happen: a wait returns as
 /// soon as its condition holds, so the bound costs nothing when the code works, and it is

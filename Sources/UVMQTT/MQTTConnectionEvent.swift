@@ -1,0 +1,129 @@
+public import MQTTProtocol
+/// A change of an ``MQTTClient``'s connection, as delivered by ``MQTTClient/connectionEvents``.
+///
+/// A daemon watches these for readiness (``connected(sessionPresent:)``), for alerts
+/// (``offline(_:)`` with the reason) and to see automatic reconnects at work
+/// (``reconnecting(attempt:delay:)``).
+public enum MQTTConnectionEvent: Sendable, Hashable {
+    /// A CONNACK accepted a connection (the first one or a reconnect). Without a kept session
+    /// (`sessionPresent == false`) the client has re-subscribed the active subscriptions itself.
+    case connected(sessionPresent: Bool)
+    /// A connection attempt failed, with the reason.
+    case connectFailed(MQTTConnectionFailure)
+    /// An accepted connection ended, with the reason (``MQTTConnectionFailure/closedByUser``
+    /// after ``MQTTClient/disconnect()``).
+    case offline(MQTTConnectionFailure)
+    /// The client waits `delay` before its reconnect attempt number `attempt` (1 for the first
+    /// retry).
+    case reconnecting(attempt: Int, delay: Duration)
+}
+
+/// Connection events as an `AsyncSequence`, from the moment it was made.
+///
+/// Each sequence buffers up to 64 events; a consumer further behind loses the oldest ones
+/// (the newest state is what matters). It ends when the client shuts down.
+public struct MQTTConnectionEvents: AsyncSequence, Sendable {
+    /// Connection events.
+    public typealias Element = MQTTConnectionEvent
+    /// The sequence never throws; it ends with nil.
+    public typealias Failure = Never
+
+    let registration: ConnectionEventRegistration
+
+    /// The iterator.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let registration: ConnectionEventRegistration
+
+        /// The next event, or nil once the client shut down or the task was cancelled.
+        public mutating func next() async -> MQTTConnectionEvent? {
+            await registration.buffer.next()
+        }
+
+        /// The next event, or nil once the client shut down or the task was cancelled.
+        ///
+        /// - Parameter actor: The caller's isolation (unused: the buffer is thread-safe).
+        public mutating func next(isolation actor: isolated (any Actor)?) async -> MQTTConnectionEvent? {
+            await registration.buffer.next()
+        }
+    }
+
+    /// An iterator over the events (iterators of one sequence share them).
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(registration: registration)
+    }
+}
+
+/// Unregisters a connection event buffer when the last sequence or iterator using it is gone.
+final class ConnectionEventRegistration: Sendable {
+    let buffer: ConnectionEventBuffer
+    let unregister: @Sendable (ConnectionEventBuffer) -> Void
+
+    init(buffer: ConnectionEventBuffer, unregister: @escaping @Sendable (ConnectionEventBuffer) -> Void) {
+        self.buffer = buffer
+        self.unregister = unregister
+    }
+
+    deinit {
+        buffer.finish()
+        unregister(buffer)
+    }
+}
+
+/// A small drop-oldest buffer of connection events (producer: the loop thread).
+final class ConnectionEventBuffer: Sendable {
+    static let capacity = 64
+
+    private struct State {
+        var items: [MQTTConnectionEvent] = []
+        var waiter: CheckedContinuation<MQTTConnectionEvent?, Never>?
+        var finished = false
+    }
+
+    private let state = Locked(State())
+
+    func push(_ event: MQTTConnectionEvent) {
+        let waiter = state.withLock { s -> CheckedContinuation<MQTTConnectionEvent?, Never>? in
+            if s.finished { return nil }
+            if let w = s.waiter {
+                s.waiter = nil
+                return w
+            }
+            if s.items.count >= Self.capacity { s.items.removeFirst() }
+            s.items.append(event)
+            return nil
+        }
+        waiter?.resume(returning: event)
+    }
+
+    func finish() {
+        let waiter = state.withLock { s -> CheckedContinuation<MQTTConnectionEvent?, Never>? in
+            s.finished = true
+            s.items.removeAll()
+            let w = s.waiter
+            s.waiter = nil
+            return w
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    func next() async -> MQTTConnectionEvent? {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<MQTTConnectionEvent?, Never>) in
+                let (event, immediate) = state.withLock { s -> (MQTTConnectionEvent?, Bool) in
+                    if !s.items.isEmpty { return (s.items.removeFirst(), true) }
+                    if s.finished || Task.isCancelled { return (nil, true) }
+                    s.waiter = continuation
+                    return (nil, false)
+                }
+                if immediate { continuation.resume(returning: event) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { s -> CheckedContinuation<MQTTConnectionEvent?, Never>? in
+                let w = s.waiter
+                s.waiter = nil
+                return w
+            }
+            waiter?.resume(returning: nil)
+        }
+    }
+}
