@@ -29,6 +29,8 @@ public typealias MQTTProtocolError = MQTTProtocol.MQTTProtocolError
 public typealias MQTTClientError = MQTTProtocol.MQTTClientError
 /// Why a connection attempt failed or a connection ended (``MQTTProtocol/MQTTConnectionFailure``).
 public typealias MQTTConnectionFailure = MQTTProtocol.MQTTConnectionFailure
+/// A failure's NodeMCU reason code as an enum (``MQTTProtocol/MQTTConnectReason``).
+public typealias MQTTConnectReason = MQTTProtocol.MQTTConnectReason
 /// The automatic reconnect delays (``MQTTProtocol/ReconnectBackoff``).
 public typealias ReconnectBackoff = MQTTProtocol.ReconnectBackoff
 

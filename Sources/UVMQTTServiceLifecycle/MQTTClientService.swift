@@ -69,7 +69,7 @@ public struct MQTTClientService: Service, Sendable {
     ///   ``MQTTClientError/alreadyConnected`` when the client is already connected or connecting.
     public func run() async throws {
         do {
-            try await cancelWhenGracefulShutdown {
+            _ = try await cancelWhenGracefulShutdown {
                 try await client.connect(to: server, reconnect: reconnect, retryFirstAttempt: reconnect)
             }
         } catch is CancellationError {

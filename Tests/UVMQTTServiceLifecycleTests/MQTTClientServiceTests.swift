@@ -122,25 +122,80 @@ struct MQTTClientServiceLifecycleTests {
         }
     }
 
-    @Test("a refused first connect is thrown from run() and from the group")
+    @Test("reconnect off: a refused first connect is thrown from run() and from the group")
     func refusedConnectThrows() async throws {
         let refusing = try RefusingPort()
         let server = MQTTServer(host: "127.0.0.1", port: Int(refusing.port))
 
         let client = MQTTClient(options: MQTTClientOptions(clientID: "svc-refused"), logger: logger)
-        let service = MQTTClientService(client: client, server: server)
+        let service = MQTTClientService(client: client, server: server, reconnect: false)
         await #expect(throws: MQTTConnectionFailure.self) {
             try await withDeadline(testTimeout, "service.run") { try await service.run() }
         }
 
         let groupClient = MQTTClient(options: MQTTClientOptions(clientID: "svc-refused-group"), logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [MQTTClientService(client: groupClient, server: server)],
+            services: [MQTTClientService(client: groupClient, server: server, reconnect: false)],
             gracefulShutdownSignals: [], logger: logger
         ))
         await #expect(throws: MQTTConnectionFailure.self) {
             try await withDeadline(testTimeout, "group.run") { try await group.run() }
         }
+        withExtendedLifetime(refusing) {}
+    }
+
+    @Test("reconnect on: a daemon that starts before its broker keeps trying, connects, and reports readiness")
+    func startsBeforeBroker() async throws {
+        try await withMosquitto { broker in
+            let server = MQTTServer(host: broker.host, port: Int(broker.port))
+            // The broker goes away before the service starts; it comes back on the same port.
+            broker.kill()
+            var options = MQTTClientOptions(clientID: "svc-early-\(UUID().uuidString.prefix(6))")
+            options.reconnectBackoff = ReconnectBackoff(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(200), multiplier: 2, jitter: 0.1)
+            let client = MQTTClient(options: options, logger: logger)
+            let service = MQTTClientService(client: client, server: server)
+            let events = service.connectionEvents
+            let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+                services: [service], gracefulShutdownSignals: [], logger: logger))
+            let running = Task { try await group.run() }
+            // Failed attempts are reported, and the group keeps running.
+            let sawFailures = try await withDeadline(testTimeout, "connect failures") { () -> Bool in
+                var failures = 0
+                for await event in events {
+                    if case .connectFailed = event { failures += 1 }
+                    if failures >= 2 { return true }
+                }
+                return false
+            }
+            #expect(sawFailures)
+            try broker.restart()
+            let ready = try await withDeadline(testTimeout, "readiness") { () -> Bool in
+                for await event in client.connectionEvents {
+                    if case .connected = event { return true }
+                }
+                return false
+            }
+            #expect(ready || client.isConnected)
+            try await withDeadline(testTimeout, "publish") { try await client.publish("svc/early", string: "up", qos: .atLeastOnce) }
+            await group.triggerGracefulShutdown()
+            try await withDeadline(testTimeout, "group.run") { try await running.value }
+            #expect(!client.isConnected)
+        }
+    }
+
+    @Test("graceful shutdown while the first connect is still retrying ends run() normally")
+    func shutdownWhileRetrying() async throws {
+        let refusing = try RefusingPort()
+        let server = MQTTServer(host: "127.0.0.1", port: Int(refusing.port))
+        var options = MQTTClientOptions(clientID: "svc-retrying")
+        options.reconnectBackoff = ReconnectBackoff(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(100), multiplier: 2, jitter: 0)
+        let client = MQTTClient(options: options, logger: logger)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [MQTTClientService(client: client, server: server)], gracefulShutdownSignals: [], logger: logger))
+        let running = Task { try await group.run() }
+        try await Task.sleep(for: .milliseconds(300))
+        await group.triggerGracefulShutdown()
+        try await withDeadline(testTimeout, "group.run") { try await running.value }
         withExtendedLifetime(refusing) {}
     }
 }

@@ -186,7 +186,8 @@ struct ClientBehaviourTests {
             var options = MQTTClientOptions(clientID: "slow", connectTimeout: .seconds(2))
             options.messageBufferSize = 4
             let client = MQTTClient(options: options, eventLoop: loop)
-            let stream = client.messages
+            // Iterated from the start: only an iterated stream holds the client back.
+            let reader = StreamReader(client.messages)
             try await withDeadline(testTimeout) { try await client.connect(to: "127.0.0.1", port: broker.port) }
             var burst = [UInt8]()
             for i in 0..<40 { burst += publishBytes("n", [UInt8(i)], qos: .atLeastOnce, id: UInt16(i + 1)) }
@@ -197,7 +198,7 @@ struct ClientBehaviourTests {
             _ = await broker.waitForPackets(on: 0, count: 4, within: 20) { $0.pubackID != nil }
             _ = await broker.waitForPackets(on: 0, count: 5, within: 0.3) { $0.pubackID != nil }
             #expect(broker.packets(0).filter { $0.packet.pubackID != nil }.count == 4)
-            let received = try await collect(stream, count: 40, within: 30)
+            let received = try await reader.collect(count: 40, within: 30)
             #expect(received.map { $0.payload[0] } == (0..<40).map { UInt8($0) })
             let acks = await broker.waitForPackets(on: 0, count: 40, within: 20) { $0.pubackID != nil }
             #expect(acks.count == 40)

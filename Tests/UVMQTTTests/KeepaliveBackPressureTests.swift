@@ -14,7 +14,7 @@ struct KeepaliveBackPressureTests {
     /// `offline` reasons recorded.
     private static func connect(
         _ broker: FakeBroker, _ loop: EventLoop, reconnect: Bool
-    ) async throws -> (MQTTClient, MQTTMessageStream, Locked<[MQTTConnectionFailure]>) {
+    ) async throws -> (MQTTClient, StreamReader, Locked<[MQTTConnectionFailure]>) {
         var options = MQTTClientOptions(clientID: uniqueID("slow"), keepAlive: 1, connectTimeout: .seconds(2))
         options.messageBufferSize = 4
         options.reconnectBackoff = testBackoff
@@ -26,7 +26,7 @@ struct KeepaliveBackPressureTests {
                 if case .offline(let failure) = event { offline.withLock { $0.append(failure) } }
             }
         }
-        let stream = client.messages
+        let stream = StreamReader(client.messages)
         try await withDeadline(5, "connect") { try await client.connect(to: "127.0.0.1", port: broker.port, reconnect: reconnect) }
         return (client, stream, offline)
     }
@@ -48,7 +48,7 @@ struct KeepaliveBackPressureTests {
                     try? await Task.sleep(for: .milliseconds(50))
                 }
             }
-            let first = try await collect(stream, count: 1)
+            let first = try await stream.collect(count: 1)
             // The consumer stops for 3 s (3 × keepalive, twice the old dead-broker bound): the
             // buffer fills within 0.2 s and the client stops reading.
             let stalledAt = ContinuousClock.now
@@ -60,7 +60,7 @@ struct KeepaliveBackPressureTests {
             // Meanwhile the client kept pinging, so the broker sees it alive [MQTT-3.1.2-24].
             #expect(pingsWhileStalled.count >= 2, "PINGREQs while stalled: \(pingsWhileStalled.count)")
             // Now it consumes everything: all 60 in order, each acknowledged once.
-            let rest = try await collect(stream, count: total - 1, within: 10)
+            let rest = try await stream.collect(count: total - 1, within: 10)
             await producer.value
             let payloads = (first + rest).map { Int($0.payload[0]) }
             #expect(payloads == Array(0..<total))
@@ -83,12 +83,12 @@ struct KeepaliveBackPressureTests {
             // falls silent (answers no PINGREQ, sends nothing).
             broker.behaviour.withLock { $0.answerPing = false }
             for i in 0..<8 { Self.publish(broker, i) }
-            let first = try await collect(stream, count: 1)
+            let first = try await stream.collect(count: 1)
             try await Task.sleep(for: .seconds(3))
             #expect(offline.withLock { $0 } == [], "declared dead while reading was paused")
             #expect(!broker.isClosed(0))
             let resumedAt = ContinuousClock.now
-            let rest = try await collect(stream, count: 7)
+            let rest = try await stream.collect(count: 7)
             #expect((first + rest).map { Int($0.payload[0]) } == Array(0..<8))
             // Dead broker: offline with -9 at the latest 1.5 s after the resume (plus slack for
             // a loaded machine), never before it.

@@ -5,6 +5,9 @@
 /// cases NodeMCU has, and gives the others (TLS, keepalive, protocol errors) their own numbers
 /// outside that table. The transport layer maps its errors to the transport and TLS cases and
 /// puts its detail in the associated strings.
+///
+/// Not frozen: later versions may add cases (a new failure reason, a new request error). Switch
+/// over it with a `default:` (or `@unknown default:`) branch.
 public enum MQTTConnectionFailure: Error, Sendable, Hashable {
     /// Nothing listening at that address and port (connection refused / unreachable). NodeMCU -5.
     case serverNotFound
@@ -38,31 +41,37 @@ public enum MQTTConnectionFailure: Error, Sendable, Hashable {
     /// The user closed the client.
     case closedByUser
 
-    /// The reason code the NodeMCU `connfail` callback reports.
-    ///
-    /// ESP8266 values for the cases NodeMCU knows: -5 server not found, -4 not a CONNACK,
-    /// -3 DNS, -2 timeout receiving (no CONNACK), -1 timeout sending, 1...5 the CONNACK refusal
-    /// codes. Ours beyond that table: -6 other transport failure (ESP32's generic code),
-    /// -7 closed by the peer, -8 protocol error, -9 keepalive timeout, -10 TLS handshake,
-    /// -11 untrusted certificate, -12 host name mismatch, -13 client certificate rejected,
-    /// -20 closed by the user.
-    public var nodeMCUReasonCode: Int {
+    /// The reason code the NodeMCU `connfail` callback reports: ``reason``'s raw value (the one
+    /// table of numbers is ``MQTTConnectReason``).
+    public var nodeMCUReasonCode: Int { reason.rawValue }
+
+    /// The failure's NodeMCU-style reason.
+    public var reason: MQTTConnectReason {
         switch self {
-        case .serverNotFound: -5
-        case .notConnAck: -4
-        case .dnsFailure: -3
-        case .connAckTimeout: -2
-        case .sendTimeout: -1
-        case .refused(let code): Int(code.rawValue)
-        case .transport: -6
-        case .closedByPeer: -7
-        case .protocolError: -8
-        case .keepAliveTimeout: -9
-        case .tlsHandshakeFailed: -10
-        case .tlsCertificateUntrusted: -11
-        case .tlsHostnameMismatch: -12
-        case .tlsClientCertificateRejected: -13
-        case .closedByUser: -20
+        case .serverNotFound: .serverNotFound
+        case .notConnAck: .notAConnAck
+        case .dnsFailure: .dns
+        case .connAckTimeout: .timeoutReceiving
+        case .sendTimeout: .timeoutSending
+        case .refused(let code):
+            switch code {
+            case .unacceptableProtocolVersion: .refusedProtocolVersion
+            case .identifierRejected: .refusedIdentifier
+            case .serverUnavailable: .refusedServerUnavailable
+            case .badUsernameOrPassword: .refusedBadCredentials
+            case .notAuthorized: .refusedNotAuthorized
+            // A CONNACK that accepts is never a failure; kept total for the type.
+            case .accepted: .transport
+            }
+        case .transport: .transport
+        case .closedByPeer: .closedByPeer
+        case .protocolError: .protocolError
+        case .keepAliveTimeout: .keepAliveTimeout
+        case .tlsHandshakeFailed: .tlsHandshake
+        case .tlsCertificateUntrusted: .tlsCertificateUntrusted
+        case .tlsHostnameMismatch: .tlsHostnameMismatch
+        case .tlsClientCertificateRejected: .tlsClientCertificateRejected
+        case .closedByUser: .closedByUser
         }
     }
 
@@ -106,33 +115,3 @@ extension MQTTConnectionFailure: CustomStringConvertible {
     }
 }
 
-/// Why a client request (connect, publish, subscribe, unsubscribe) cannot be carried out.
-public enum MQTTClientError: Error, Sendable, Hashable {
-    /// The client is not connected and not trying to connect (never connected, closed, or the
-    /// connection was lost with automatic reconnect off).
-    case notConnected
-    /// Offline with reconnect on, and the offline queue holds its maximum count or bytes.
-    case offlineQueueFull(messages: Int, bytes: Int)
-    /// Connected, the in-flight window is full and the queue behind it holds its maximum.
-    case sendQueueFull(messages: Int, bytes: Int)
-    /// Too many SUBSCRIBE / UNSUBSCRIBE requests wait for their acknowledgement.
-    case tooManyPendingRequests(limit: Int)
-    /// `connect` while connected.
-    case alreadyConnected
-    /// `connect` while a connection attempt or a reconnect is under way.
-    case alreadyConnecting
-    /// A SUBSCRIBE or UNSUBSCRIBE without topic filters [MQTT-3.8.3-3], [MQTT-3.10.3-2].
-    case noTopicFilters
-    /// The packet would be `size` bytes (fixed header included), above `limit`: the configured
-    /// ``MQTTClientConfiguration/maximumOutgoingPacketSize``, or MQTT's own limit
-    /// (``MQTTEncoder/maximumPacketSize``, a remaining length of at most 268,435,455
-    /// [MQTT-2.2.3]). Nothing was queued.
-    case packetTooLarge(size: Int, limit: Int)
-    /// The request was outstanding when the user closed the client, or was made while a
-    /// graceful disconnect is under way.
-    case closed
-    /// The caller cancelled the request (``MQTTClientStateMachine/cancel(_:now:into:)``).
-    case cancelled
-    /// The request was outstanding when the connection ended and no reconnect follows.
-    case connectionLost(MQTTConnectionFailure)
-}

@@ -25,6 +25,9 @@ public enum PacketField: String, Sendable, Hashable {
 ///
 /// Decoding network input never traps: every violation surfaces as one of these cases. Encoding
 /// validates too, so the client never sends what a broker would have to reject.
+///
+/// Not frozen: later versions may add cases (a new failure reason, a new request error). Switch
+/// over it with a `default:` (or `@unknown default:`) branch.
 public enum MQTTProtocolError: Error, Sendable, Hashable {
     /// Packet type 0 or 15 [MQTT-2.2.1].
     case reservedPacketType(UInt8)

@@ -23,6 +23,28 @@ func collect(_ stream: MQTTMessageStream, count: Int, within seconds: Double = t
     }
 }
 
+/// One live iterator over a stream, kept for the whole test: a back-pressure stream pauses the
+/// client only while it is being iterated (a stream nobody iterates drops instead), so tests of
+/// back-pressure read through one of these. Used by one task at a time.
+final class StreamReader: @unchecked Sendable {
+    private var iterator: MQTTMessageStream.AsyncIterator
+
+    init(_ stream: MQTTMessageStream) {
+        iterator = stream.makeAsyncIterator()
+    }
+
+    /// The next `count` messages, bounded in time.
+    func collect(count: Int, within seconds: Double = testTimeout) async throws -> [MQTTMessage] {
+        try await withDeadline(seconds, "receiving \(count) messages") {
+            var result = [MQTTMessage]()
+            while result.count < count, let message = await self.iterator.next() {
+                result.append(message)
+            }
+            return result
+        }
+    }
+}
+
 /// Thread-safe event log for callback tests, with bounded waits.
 final class EventLog: Sendable {
     private let entries = Locked<[(String, ContinuousClock.Instant)]>([])

@@ -1,10 +1,12 @@
-public import MQTTProtocol
 /// The NodeMCU connection failure reasons as an enum with their numbers as raw values.
 ///
 /// -5 ... 5 are the ESP8266 `mqtt` module's values (kept so that ported code can compare
 /// numbers); the others are this project's, for failures NodeMCU lumps together or does not
 /// detect. ``MQTTConnectionFailure/reason`` maps a failure (which carries the detail: the host,
 /// the CONNACK code, OpenSSL's message) to its reason.
+///
+/// Not frozen: later versions may add cases (a new failure reason, a new request error). Switch
+/// over it with a `default:` (or `@unknown default:`) branch.
 public enum MQTTConnectReason: Int, Sendable, Hashable, CaseIterable {
     /// Nothing listening at that address and port (`CONN_FAIL_SERVER_NOT_FOUND`).
     case serverNotFound = -5
@@ -44,11 +46,4 @@ public enum MQTTConnectReason: Int, Sendable, Hashable, CaseIterable {
     case tlsClientCertificateRejected = -13
     /// The user closed the client during the attempt.
     case closedByUser = -20
-}
-
-extension MQTTConnectionFailure {
-    /// The failure's NodeMCU-style reason (its raw value is ``nodeMCUReasonCode``).
-    public var reason: MQTTConnectReason {
-        MQTTConnectReason(rawValue: nodeMCUReasonCode) ?? .transport
-    }
 }
