@@ -36,18 +36,31 @@ demo: deps
 	swift build --product Demo $(SWIFT_FLAGS)
 	scripts/demo-broker.sh "$$(swift build --show-bin-path)/Demo" 127.0.0.1
 
-# Sanitizer runs in their own build folders; `make test-tsan FILTER=UVReactor` runs one module's tests.
-SANITIZER_FILTER = $(if $(FILTER),--filter $(FILTER))
+# Sanitizer runs in their own build folders. FILTER is a `swift test --filter` regular expression
+# (quoted here, so `FILTER='UVReactorTests|UVMQTTTests'` works); without it every test runs.
+SANITIZER_FILTER = $(if $(FILTER),--filter '$(FILTER)')
 
 test-asan: deps
 	swift test --disable-xctest --sanitize=address --scratch-path .build-asan $(SANITIZER_FILTER)
 
+# Fails on any ThreadSanitizer report: the test binary then exits non-zero (TSan's exitcode=66,
+# checked with a deliberately racy test), and, should a report ever come from a child process or
+# be swallowed, the log is searched for "WARNING: ThreadSanitizer" too. The log stays in
+# .build-tsan/test.log.
+TSAN_LOG := .build-tsan/test.log
 test-tsan: deps
-	swift test --disable-xctest --sanitize=thread --scratch-path .build-tsan $(SANITIZER_FILTER)
+	swift build --build-tests --sanitize=thread --scratch-path .build-tsan
+	set -o pipefail; TSAN_OPTIONS="$${TSAN_OPTIONS:+$$TSAN_OPTIONS:}exitcode=66" \
+	  swift test --skip-build --disable-xctest --sanitize=thread --scratch-path .build-tsan \
+	  $(SANITIZER_FILTER) 2>&1 | tee $(TSAN_LOG)
+	@if grep -q 'WARNING: ThreadSanitizer' $(TSAN_LOG); then \
+	  echo "ThreadSanitizer reported $$(grep -c 'WARNING: ThreadSanitizer' $(TSAN_LOG)) problem(s): see $(TSAN_LOG)"; exit 1; \
+	fi
 
 # libFuzzer target for the packet decoder (Fuzz/MQTTDecoderFuzz.swift). Built with swiftc directly,
 # not by SwiftPM, so that normal builds never see a target whose main() comes from libFuzzer.
-# FUZZ_TIME=seconds (default 180); new inputs go to .build-fuzz/corpus, crashes to .build-fuzz/.
+# FUZZ_TIME=seconds (default 180); new inputs go to .build-fuzz/corpus (created here, so it works
+# from a clean checkout), crashes to .build-fuzz/crash-* (and libFuzzer exits non-zero).
 FUZZ_DIR := .build-fuzz
 FUZZ_TIME ?= 180
 FUZZ_SWIFTC := swiftc -O -wmo -sanitize=fuzzer,address -parse-as-library -use-ld=lld

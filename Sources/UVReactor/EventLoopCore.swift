@@ -80,6 +80,8 @@ final class EventLoopCore: @unchecked Sendable {
     @exclusivity(unchecked) private var iterationHooksActive = false
     /// Whether shutdown has begun (new resources are closed as soon as they register).
     private(set) var isClosing = false
+    /// ``EventLoop/connectGate``.
+    let connectGate = ConnectionAttemptGate()
 
     private enum Work {
         case closure(@Sendable () -> Void)
@@ -342,6 +344,8 @@ final class EventLoopCore: @unchecked Sendable {
         for resource in Array(resources.values) {
             resource.closeForShutdown()
         }
+        // Waiting connection attempts start now and fail (closing loop): none waits forever.
+        connectGate.admitAllWaiting()
         pendingFlushes.removeAll()
         closeInternalHandles()
     }
