@@ -1,0 +1,143 @@
+import Foundation
+import MQTTTestSupport
+import Testing
+
+extension MQTTToolSuites {
+    /// `mqtt bench conn|pub|sub -c ...` (the many-client form) against mosquitto: bounded runs
+    /// (-L, --duration), figures read back from --json.
+    @Suite("mqtt bench with many clients", .serialized)
+    struct LoadBenchTests {
+        func temporaryFile(_ name: String) -> URL {
+            FileManager.default.temporaryDirectory.appendingPathComponent("mqtt-\(name)-\(UUID().uuidString).json")
+        }
+
+        /// The --json document's summary.
+        func summary(_ url: URL) throws -> [String: Any] {
+            let object = try JSONSerialization.jsonObject(with: Data(contentsOf: url))
+            guard let document = object as? [String: Any], let summary = document["summary"] as? [String: Any] else {
+                throw HarnessError("no summary in \(url.path)")
+            }
+            return summary
+        }
+
+        func number(_ dictionary: [String: Any]?, _ key: String) -> Double {
+            (dictionary?[key] as? NSNumber)?.doubleValue ?? -1
+        }
+
+        /// p50 <= p90 <= p99 <= p99.9 <= max, with `count` samples.
+        func expectOrdered(_ latency: [String: Any]?, count: Int, _ what: String) {
+            #expect(number(latency, "count") == Double(count), "\(what): \(String(describing: latency))")
+            let values = ["p50", "p90", "p99", "p99_9", "max"].map { number(latency, $0) }
+            #expect(values[0] > 0, "\(what): \(values)")
+            #expect(zip(values, values.dropFirst()).allSatisfy { $0 <= $1 }, "\(what) not ordered: \(values)")
+        }
+
+        @Test("conn -c 50 connects every client and exits 0 with a summary")
+        func connectFifty() throws {
+            let broker = try MosquittoBroker.start()
+            defer { broker.stop() }
+            let json = temporaryFile("conn")
+            defer { try? FileManager.default.removeItem(at: json) }
+            let result = try runMQTT(["bench", "conn", "-c", "50", "-i", "0", "--prefix", "lbconn", "--json", json.path]
+                                     + broker.flags, timeout: 30)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdoutText.contains("50 up, 0 failed, 0 lost"), "\(result.stdoutText)")
+            #expect(result.stdoutText.contains(": ok"), "\(result.stdoutText)")
+            let s = try summary(json)
+            #expect(number(s, "connected") == 50)
+            #expect(s["ok"] as? Bool == true)
+            expectOrdered(s["connect_latency_us"] as? [String: Any], count: 50, "connect latency")
+            // Every client id reached the broker, and all left with a DISCONNECT.
+            let log = broker.log()
+            for n in [0, 17, 49] { #expect(log.contains("as lbconn_conn_\(n) ("), "client \(n) missing") }
+            #expect(eventually { broker.log().components(separatedBy: "Received DISCONNECT from lbconn_conn_").count - 1 == 50 })
+        }
+
+        @Test("pub and sub -c 4 -L 2000 at QoS 1: all delivered, latency percentiles present and ordered")
+        func publishSubscribeLatency() throws {
+            let broker = try MosquittoBroker.start()
+            defer { broker.stop() }
+            let subJSON = temporaryFile("sub")
+            let pubJSON = temporaryFile("pub")
+            defer {
+                try? FileManager.default.removeItem(at: subJSON)
+                try? FileManager.default.removeItem(at: pubJSON)
+            }
+            let common = ["-c", "4", "-t", "lb/%i", "-q", "1", "-L", "2000", "-s", "64", "--latency", "--duration", "30", "-i", "0"]
+            let sub = try ToolProcess(["bench", "sub", "--prefix", "lbsub", "--json", subJSON.path] + common + broker.flags)
+            #expect(broker.waitForSubscription(of: "lbsub_sub_", count: 4), "\(sub.stderrText)")
+            let pub = try runMQTT(["bench", "pub", "--prefix", "lbpub", "-I", "0", "--json", pubJSON.path] + common + broker.flags,
+                                  timeout: 40)
+            #expect(pub.status == 0, "\(pub.stderr)\n\(pub.stdoutText)")
+            #expect(sub.wait(timeout: 40) == 0, "\(sub.stderrText)\n\(sub.stdoutText)")
+
+            let p = try summary(pubJSON)
+            #expect(number(p, "sent") == 2000)
+            #expect(number(p, "acked") == 2000)
+            #expect(number(p, "errors") == 0)
+            expectOrdered(p["ack_latency_us"] as? [String: Any], count: 2000, "publish→PUBACK")
+            let s = try summary(subJSON)
+            #expect(number(s, "received") == 2000)
+            #expect(number(s, "missing") == 0 && number(s, "late") == 0 && number(s, "unstamped") == 0, "\(s)")
+            expectOrdered(s["latency_us"] as? [String: Any], count: 2000, "publish→receive")
+            #expect(sub.stdoutText.contains("publish→receive p50 "), "\(sub.stdoutText)")
+            // Each publisher sent on its own topic: lb/0 ... lb/3.
+            let log = broker.log()
+            for n in 0..<4 { #expect(log.contains("Received PUBLISH from lbpub_pub_\(n) (d0, q1, r0, m1, 'lb/\(n)'")) }
+        }
+
+        @Test("progress on a non-terminal: one plain line per second, no carriage returns")
+        func plainProgressLines() throws {
+            let broker = try MosquittoBroker.start()
+            defer { broker.stop() }
+            // 2 clients x 10 messages/s, 30 in all: about 1.5 s, so at least one full second.
+            let result = try runMQTT(["bench", "pub", "-c", "2", "-t", "pl/%i", "-I", "100", "-L", "30", "-s", "8", "-i", "0",
+                                      "--duration", "20"] + broker.flags, timeout: 30)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(!result.stderr.contains("\r"))
+            #expect(!result.stderr.contains("\u{1B}"))
+            let lines = result.stderr.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+            #expect(result.stderr.hasSuffix("\n"))
+            #expect(lines.count >= 2, "\(result.stderr)")
+            for line in lines {
+                #expect(line.hasPrefix("mqtt bench pub: ") && line.contains("connected 2/2") && line.contains("errors 0"), "\(line)")
+            }
+            #expect(result.stdoutText.contains("sent 30 "), "\(result.stdoutText)")
+        }
+
+        @Test("bad input for the many-client form: one line, exit 1, before connecting", arguments: [
+            (["conn", "-c", "0"], "-c must be at least 1"),
+            (["pub", "-c", "2"], "needs a topic"),
+            (["pub", "-c", "2", "-t", "a/#"], "invalid topic 'a/#'"),
+            (["sub", "-c", "2", "-t", "a/#/b"], "invalid topic filter 'a/#/b'"),
+            (["pub", "-c", "2", "-t", "a/%x"], "unknown placeholder '%x'"),
+            (["pub", "-c", "2", "-t", "a/%i", "--latency", "-s", "10"], "too small for the --latency stamp"),
+            (["conn", "-c", "2", "-V", "5"], "-V 5"),
+            (["conn", "-c", "2", "-q", "3"], "QoS 3 out of range"),
+            (["conn", "-c", "100000000"], "file descriptors"),
+            (["sub", "-c", "1", "-t", "x", "--clock", "sundial"], "--clock sundial"),
+        ] as [([String], String)])
+        func badInput(arguments: [String], expected: String) throws {
+            let port = try RefusingPort()
+            let result = try withExtendedLifetime(port) {
+                try runMQTT(["bench"] + arguments + ["-h", "127.0.0.1", "-p", String(port.port)])
+            }
+            #expect(result.status == 1, "\(arguments): \(result.stderr)")
+            #expect(result.stderr.contains(expected), "\(arguments): \(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1, "\(arguments): \(result.stderr)")
+        }
+
+        @Test("a broker that goes away: the run reports what it had and exits non-zero")
+        func brokerLost() throws {
+            let broker = try MosquittoBroker.start()
+            defer { broker.stop() }
+            let sub = try ToolProcess(["bench", "sub", "-c", "3", "-t", "gone/%i", "-i", "0", "--prefix", "lost", "--duration", "20"]
+                                      + broker.flags)
+            #expect(broker.waitForSubscription(of: "lost_sub_", count: 3), "\(sub.stderrText)")
+            broker.kill()
+            #expect(sub.wait(timeout: 15) == 1, "\(sub.stderrText)")
+            #expect(sub.stdoutText.contains("ended (no connection left)"), "\(sub.stdoutText)")
+            #expect(sub.stdoutText.contains("3 × connection lost"), "\(sub.stdoutText)")
+        }
+    }
+}
