@@ -70,7 +70,10 @@ struct BenchCommand: ParsableCommand {
     var clients: Int?
 
     @Option(name: .customShort("i"), help: ArgumentHelp("Milliseconds between two connection starts (default 10).", valueName: "ms"))
-    var connectInterval: Int = 10
+    var connectInterval: Int?
+
+    @Option(name: .customShort("R"), help: ArgumentHelp("Connection starts per second (instead of -i).", valueName: "rate"))
+    var connectRate: Double?
 
     @Option(name: .customShort("I"), help: ArgumentHelp("pub: milliseconds between two messages of a client; 0 = as fast as the window allows (default 1000).", valueName: "ms"))
     var messageInterval: Int = 1000
@@ -113,6 +116,21 @@ struct BenchCommand: ParsableCommand {
 
     @Option(name: .customLong("clock"), help: ArgumentHelp("Latency clock: monotonic (one host, default) or realtime (synchronized hosts).", valueName: "clock"))
     var clockName: String = "monotonic"
+
+    @Option(name: .customLong("cafile"), help: ArgumentHelp("PEM file of trusted CA certificates (turns TLS on).", valueName: "file"))
+    var cafile: String?
+
+    @Option(name: .customLong("cert"), help: ArgumentHelp("PEM client certificate (turns TLS on; needs --key).", valueName: "file"))
+    var cert: String?
+
+    @Option(name: .customLong("key"), help: ArgumentHelp("PEM private key of --cert.", valueName: "file"))
+    var key: String?
+
+    @Flag(name: .customLong("insecure"), help: "TLS without verifying the server certificate or host name.")
+    var insecure = false
+
+    @Option(name: .customLong("csv"), help: ArgumentHelp("Write the per-second series as CSV to this file.", valueName: "file"))
+    var csv: String?
 
     @Option(name: .customLong("json"), help: ArgumentHelp("Write the per-second series and the summary to this file.", valueName: "file"))
     var json: String?

@@ -5,7 +5,8 @@ import Glibc
 
 /// One second of a many-client run: the totals at its end and the rates within it.
 struct LoadSample: Sendable {
-    var second: Int
+    /// Seconds since the start: whole for the samples of the run, fractional for the last.
+    var second: Double
     var online: Int
     var target: Int
     var subscribed: Int
@@ -19,7 +20,7 @@ struct LoadSample: Sendable {
     var inflight: Int
     var errors: Int
 
-    init(second: Int, totals: LoadTotals, previous: LoadTotals, target: Int) {
+    init(second: Double, totals: LoadTotals, previous: LoadTotals, target: Int) {
         self.second = second
         online = totals.online
         self.target = target
@@ -34,9 +35,13 @@ struct LoadSample: Sendable {
         errors = totals.errors
     }
 
+    var secondText: String {
+        second == second.rounded() ? pad(Int(second), 4) : formatFixed(second, digits: 2)
+    }
+
     /// The progress line: elapsed, connected/target, sent/s, received/s, in flight, errors.
     func line(mode: BenchCommand.Mode) -> String {
-        var text = "\(pad(second, 4))s connected \(online)/\(target)"
+        var text = "\(secondText)s connected \(online)/\(target)"
         if mode == .sub { text += " subscribed \(subscribed)" }
         text += "  sent \(grouped(sent))/s  received \(grouped(received))/s"
         if inflight > 0 || mode == .pub { text += "  in-flight \(inflight)" }
@@ -83,6 +88,10 @@ struct LoadReport {
     /// Monotonic ns of the last CONNACK, and of the start.
     let lastConnected: UInt64
     let startTime: UInt64
+    /// Seconds from the first DISCONNECT to the broker closing the last connection (QoS 0 sent
+    /// counts what the kernel took: a slower broker reads the rest during this time).
+    let closeSeconds: Double
+    let closedAll: Bool
 
     /// Seconds from the start to the last CONNACK.
     var connectSeconds: Double { lastConnected > startTime ? Double(lastConnected - startTime) / 1e9 : 0 }
@@ -120,6 +129,7 @@ struct LoadReport {
         if args.latency && args.mode == .pub && args.qos != .atMostOnce {
             lines.append("  latency      publish→\(args.qos == .atLeastOnce ? "PUBACK" : "PUBCOMP") \(percentileText(histograms.ackLatency))")
         }
+        lines.append("  closed       \(closedAll ? "all" : "NOT all (10 s bound)") \(formatFixed(closeSeconds, digits: 3)) s after the end (the broker had read everything sent)")
         lines.append("  errors       \(totals.errors)")
         for (reason, count) in reasons.sorted(by: { $0.value > $1.value }) {
             lines.append("    \(grouped(count)) × \(reason)")
@@ -157,17 +167,17 @@ struct LoadReport {
         out += "  \"settings\": {\"mode\": \(jsonString(args.mode.rawValue)), \"clients\": \(args.clients), \"first_index\": \(args.firstIndex), "
         out += "\"threads\": \(args.threads), \"hosts\": [\(args.hosts.map(jsonString).joined(separator: ", "))], \"port\": \(args.port), "
         out += "\"topic\": \(jsonString(args.topic)), \"qos\": \(args.qos.rawValue), \"payload_bytes\": \(args.payloadSize), "
-        out += "\"connect_interval_ms\": \(args.connectInterval), \"message_interval_ms\": \(args.messageInterval), \"limit\": \(args.limit), "
+        out += "\"connect_interval_ms\": \(formatFixed(Double(args.connectSpacing) / 1e6, digits: 3)), \"message_interval_ms\": \(args.messageInterval), \"limit\": \(args.limit), "
         out += "\"latency\": \(args.latency), \"clock\": \(jsonString(args.clock.rawValue))},\n"
         out += "  \"series\": [\n"
         out += series.map { s in
-            "    {\"second\": \(s.second), \"connected\": \(s.online), \"subscribed\": \(s.subscribed), \"sent\": \(s.sentTotal), "
+            "    {\"second\": \(s.secondText.drop(while: { $0 == " " })), \"connected\": \(s.online), \"subscribed\": \(s.subscribed), \"sent\": \(s.sentTotal), "
                 + "\"received\": \(s.receivedTotal), \"acked\": \(s.ackedTotal), \"sent_per_s\": \(s.sent), "
                 + "\"received_per_s\": \(s.received), \"acked_per_s\": \(s.acked), \"inflight\": \(s.inflight), \"errors\": \(s.errors)}"
         }.joined(separator: ",\n")
         out += "\n  ],\n"
         out += "  \"summary\": {\"ended\": \(jsonString(ended)), \"ok\": \(succeeded), \"elapsed_s\": \(formatFixed(elapsed, digits: 6)), "
-        out += "\"connected\": \(totals.online + totals.lost), \"connect_failed\": \(totals.connectFailed), \"lost\": \(totals.lost), "
+        out += "\"close_s\": \(formatFixed(closeSeconds, digits: 6)), \"connected\": \(totals.online + totals.lost), \"connect_failed\": \(totals.connectFailed), \"lost\": \(totals.lost), "
         out += "\"refused\": \(totals.refused), \"subscribed\": \(totals.subscribed), \"connect_s\": \(formatFixed(connectSeconds, digits: 6)), "
         out += "\"sent\": \(totals.sent), \"acked\": \(totals.acked), \"received\": \(totals.received), \"publish_failed\": \(totals.publishFailed), "
         out += "\"missing\": \(totals.missing), \"late\": \(totals.late), \"unstamped\": \(totals.unstamped), \"errors\": \(totals.errors),\n"
@@ -176,6 +186,18 @@ struct LoadReport {
         out += "    \"latency_us\": \(jsonPercentiles(histograms.latency)),\n"
         out += "    \"ack_latency_us\": \(jsonPercentiles(histograms.ackLatency))}\n"
         out += "}\n"
+        return out
+    }
+}
+
+extension LoadReport {
+    /// The --csv document: one row per second (the last row is the partial last second).
+    func csv(series: [LoadSample]) -> String {
+        var out = "second,connected,subscribed,sent,received,acked,sent_per_s,received_per_s,acked_per_s,inflight,errors\n"
+        for s in series {
+            out += "\(s.secondText.drop(while: { $0 == " " })),\(s.online),\(s.subscribed),\(s.sentTotal),\(s.receivedTotal),\(s.ackedTotal),"
+            out += "\(s.sent),\(s.received),\(s.acked),\(s.inflight),\(s.errors)\n"
+        }
         return out
     }
 }

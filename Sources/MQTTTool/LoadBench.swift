@@ -117,15 +117,15 @@ final class LoadBench: @unchecked Sendable {
         signal(SIGINT) { _ in stopRequested = 1 }
         signal(SIGTERM) { _ in stopRequested = 1 }
         let clients = self.clients
-        let interval = args.connectInterval
+        let spacing = args.connectSpacing
         let starter = SharedCounter()
         let started = startTime
         spawnThread { [self] in
             // Connection starts on a schedule of their own (absolute deadlines: no drift).
             for (n, client) in clients.enumerated() {
                 if stopping.load(ordering: .relaxed) { break }
-                if interval > 0 && n > 0 {
-                    let due = started + UInt64(n) * UInt64(interval) * 1_000_000
+                if spacing > 0 && n > 0 {
+                    let due = started + UInt64(n) * spacing
                     let now = monotonicNanos()
                     if due > now { sleepNanos(due - now) }
                 }
@@ -147,7 +147,7 @@ final class LoadBench: @unchecked Sendable {
             let elapsed = Double(now - startTime) / 1e9
             if Int(elapsed) > lastSecond {
                 lastSecond = Int(elapsed)
-                let sample = LoadSample(second: lastSecond, totals: totals, previous: previous, target: args.clients)
+                let sample = LoadSample(second: Double(lastSecond), totals: totals, previous: previous, target: args.clients)
                 series.append(sample)
                 progress.show(sample.line(mode: args.mode))
                 previous = totals
@@ -181,17 +181,24 @@ final class LoadBench: @unchecked Sendable {
         let endTime = monotonicNanos()
         let totals = LoadTotals(stats)
         // The last partial second, so that the series adds up to the totals.
-        let finalSample = LoadSample(second: lastSecond + 1, totals: totals, previous: previous, target: args.clients)
+        let finalSample = LoadSample(second: Double(endTime - startTime) / 1e9, totals: totals, previous: previous,
+                                     target: args.clients)
         if finalSample.sent > 0 || finalSample.received > 0 || series.isEmpty { series.append(finalSample) }
         progress.finish(finalSample.line(mode: args.mode))
 
         let histograms = collect()
-        closeAll()
+        let closeStart = monotonicNanos()
+        let closed = closeAll()
+        let closeSeconds = Double(monotonicNanos() - closeStart) / 1e9
         let report = LoadReport(args: args, ended: ended, elapsed: Double(endTime - startTime) / 1e9,
                                 totals: totals, histograms: histograms, reasons: reasons.withLock { $0 },
                                 lastConnected: stats.map { $0.lastConnected.load(ordering: .relaxed) }.max() ?? 0,
-                                startTime: startTime)
+                                startTime: startTime, closeSeconds: closeSeconds, closedAll: closed)
         for line in report.summaryLines() { writeStdoutLine(line) }
+        if let path = args.csvPath, !writeFile(path, report.csv(series: series)) {
+            writeStderr("Error: cannot write --csv file '\(path)': \(String(cString: strerror(errno)))")
+            return 1
+        }
         if let path = args.jsonPath {
             if !writeFile(path, report.json(series: series)) {
                 writeStderr("Error: cannot write --json file '\(path)': \(String(cString: strerror(errno)))")
@@ -219,8 +226,9 @@ final class LoadBench: @unchecked Sendable {
         return merged.value.withLock { $0 }
     }
 
-    /// DISCONNECT for every client, waiting (bounded: 10 s in all) until the broker closed them.
-    private func closeAll() {
+    /// DISCONNECT for every client, waiting (bounded: 10 s in all) until the broker closed them,
+    /// so that it read everything that was sent; whether all closed in time.
+    private func closeAll() -> Bool {
         let open = SharedCounter(clients.count)
         let done = Outcome()
         for c in clients {
@@ -228,7 +236,7 @@ final class LoadBench: @unchecked Sendable {
                 if open.value.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue == 0 { done.finish(0) }
             }
         }
-        _ = done.wait(timeout: 10)
+        return done.wait(timeout: 10) != nil
     }
 }
 
@@ -293,7 +301,7 @@ final class BenchClient: @unchecked Sendable {
         stats.loop.execute { [self] in
             connectStarted = monotonicNanos()
             do {
-                try client.connect(host, port: run.args.port, connected: { [self] _ in connected() },
+                try client.connect(host, port: run.args.port, secure: run.args.security, connected: { [self] _ in connected() },
                                    failed: { [self] _, reason in
                                        stats.connectFailed.wrappingAdd(1, ordering: .relaxed)
                                        run.note("connect failed: \(reason)")

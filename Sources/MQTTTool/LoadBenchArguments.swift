@@ -15,8 +15,9 @@ struct LoadBenchArguments: Sendable {
     var port: Int
     var clients: Int
     var firstIndex: Int
-    /// Milliseconds between two connection starts.
-    var connectInterval: Int
+    /// Nanoseconds between two connection starts (-i in ms, or -R per second).
+    var connectSpacing: UInt64
+    var security: MQTTSecurity
     /// Milliseconds between two messages of one publisher; 0 = as fast as the window allows.
     var messageInterval: Int
     /// Total messages (published for pub, received for sub); 0 = no limit.
@@ -37,6 +38,7 @@ struct LoadBenchArguments: Sendable {
     var latency: Bool
     var clock: Clock
     var jsonPath: String?
+    var csvPath: String?
     /// Seconds; 0 = no limit.
     var duration: Double
     /// conn: seconds to keep the connections open after the last one came up.
@@ -99,7 +101,16 @@ extension BenchCommand {
         }
         let port = self.port ?? 1883
         guard (1...65535).contains(port) else { throw ToolFailure("port \(port) out of range for -p (1...65535)") }
-        guard connectInterval >= 0 else { throw ToolFailure("-i must not be negative") }
+        var spacing = UInt64(10_000_000)
+        if let connectRate {
+            guard connectRate > 0, connectRate <= 1e9, connectInterval == nil else {
+                throw ToolFailure(connectInterval != nil ? "give -i or -R, not both" : "-R must be a positive rate (connections per second)")
+            }
+            spacing = UInt64(1e9 / connectRate)
+        } else if let connectInterval {
+            guard connectInterval >= 0 else { throw ToolFailure("-i must not be negative") }
+            spacing = UInt64(connectInterval) * 1_000_000
+        }
         guard messageInterval >= 0 else { throw ToolFailure("-I must not be negative") }
         guard limit >= 0 else { throw ToolFailure("-L must not be negative") }
         let qos = try ConnectionOptions.qos(self.qos, flag: "-q")
@@ -118,6 +129,17 @@ extension BenchCommand {
         guard let clock = LoadBenchArguments.Clock(rawValue: clockName) else {
             throw ToolFailure("--clock \(clockName): use monotonic (one host) or realtime (synchronized hosts)")
         }
+        // TLS: any TLS flag (as mqtt pub / sub).
+        if (cert == nil) != (key == nil) { throw ToolFailure("--cert and --key go together") }
+        for (flag, path) in [("--cafile", cafile), ("--cert", cert), ("--key", key)] {
+            if let path, access(path, R_OK) != 0 { throw ToolFailure("cannot read \(flag) file '\(path)'") }
+        }
+        var security = MQTTSecurity.off
+        if cafile != nil || cert != nil || insecure {
+            var tls = TLSConfiguration(trust: cafile.map { .pemFile($0) } ?? .system, insecure: insecure)
+            if let cert, let key { tls.clientCertificate = .pemFiles(certificate: cert, privateKey: key) }
+            security = .tls(tls)
+        }
         let payloadSize = self.payloadSize ?? 256
         guard (0...(256 << 20)).contains(payloadSize) else { throw ToolFailure("-s must be 0...268435456 bytes") }
         if latency && mode != .conn && payloadSize < LoadBenchArguments.stampSize {
@@ -126,10 +148,10 @@ extension BenchCommand {
 
         var arguments = LoadBenchArguments(
             mode: mode, hosts: hosts, port: port, clients: clients, firstIndex: firstIndex,
-            connectInterval: connectInterval, messageInterval: messageInterval, limit: limit, topic: topic ?? "",
+            connectSpacing: spacing, security: security, messageInterval: messageInterval, limit: limit, topic: topic ?? "",
             payloadSize: payloadSize, qos: qos, retain: retain, keepalive: keepalive, cleanSession: clean,
             username: username, password: password, prefix: prefix ?? "mqtt-bench-\(getpid())", version: version,
-            threads: min(threads, clients), inflight: inflight, latency: latency, clock: clock, jsonPath: json,
+            threads: min(threads, clients), inflight: inflight, latency: latency, clock: clock, jsonPath: json, csvPath: csv,
             duration: duration, hold: hold)
 
         if mode != .conn {

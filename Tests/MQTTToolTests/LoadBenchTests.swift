@@ -105,6 +105,49 @@ extension MQTTToolSuites {
             #expect(result.stdoutText.contains("sent 30 "), "\(result.stdoutText)")
         }
 
+        @Test("--csv: a header and one row per second that add up to the totals; -R paces the connections")
+        func csvSeriesAndConnectRate() throws {
+            let broker = try MosquittoBroker.start()
+            defer { broker.stop() }
+            let csv = FileManager.default.temporaryDirectory.appendingPathComponent("mqtt-series-\(UUID().uuidString).csv")
+            defer { try? FileManager.default.removeItem(at: csv) }
+            let started = Date()
+            // 2 connections at 2/s (the second starts after 0.5 s), then 40 messages at 20/s per client.
+            let result = try runMQTT(["bench", "pub", "-c", "2", "-R", "2", "--prefix", "csvp", "-t", "csv/%c", "-I", "50", "-L", "40", "-s", "8",
+                                      "--csv", csv.path, "--duration", "20"] + broker.flags, timeout: 30)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(Date().timeIntervalSince(started) >= 0.5)
+            let rows = try String(contentsOf: csv, encoding: .utf8).split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+            #expect(rows.first?.joined(separator: ",") == "second,connected,subscribed,sent,received,acked,sent_per_s,received_per_s,acked_per_s,inflight,errors")
+            let data = rows.dropFirst()
+            #expect(data.count >= 2)
+            #expect(data.allSatisfy { $0.count == 11 })
+            // The per-second counts add up to the last cumulative one, which is -L.
+            #expect(data.compactMap { Int($0[6]) }.reduce(0, +) == 40, "\(rows)")
+            #expect(Int(data.last?[3] ?? "") == 40)
+            // %c: the topic carries the client id.
+            #expect(broker.log().contains("'csv/csvp_pub_1'"))
+            let log = broker.log()
+            if let first = log.range(of: "as csvp_pub_0 ("), let second = log.range(of: "as csvp_pub_1 (") {
+                #expect(first.lowerBound < second.lowerBound)
+            }
+        }
+
+        @Test("TLS: conn with --cafile against a TLS mosquitto")
+        func tlsConnections() throws {
+            let certs = try TLSFixtures.shared()
+            let broker = try MosquittoBroker.start(MosquittoOptions(tls: certs))
+            defer { broker.stop() }
+            let result = try runMQTT(["bench", "conn", "-c", "5", "-i", "0", "--cafile", certs.caFile, "--prefix", "tlsb"] + broker.flags,
+                                     timeout: 30)
+            #expect(result.status == 0, "\(result.stderr)\n\(result.stdoutText)")
+            #expect(result.stdoutText.contains("5 up, 0 failed"), "\(result.stdoutText)")
+            // The wrong CA: every connection fails, with the reason.
+            let wrong = try runMQTT(["bench", "conn", "-c", "2", "-i", "0", "--cafile", certs.wrongCAFile] + broker.flags, timeout: 30)
+            #expect(wrong.status == 1)
+            #expect(wrong.stdoutText.contains("2 × connect failed"), "\(wrong.stdoutText)")
+        }
+
         @Test("bad input for the many-client form: one line, exit 1, before connecting", arguments: [
             (["conn", "-c", "0"], "-c must be at least 1"),
             (["pub", "-c", "2"], "needs a topic"),
@@ -116,6 +159,8 @@ extension MQTTToolSuites {
             (["conn", "-c", "2", "-q", "3"], "QoS 3 out of range"),
             (["conn", "-c", "100000000"], "file descriptors"),
             (["sub", "-c", "1", "-t", "x", "--clock", "sundial"], "--clock sundial"),
+            (["conn", "-c", "1", "-i", "5", "-R", "100"], "give -i or -R, not both"),
+            (["conn", "-c", "1", "--cert", "/nonexistent.pem"], "--cert and --key go together"),
         ] as [([String], String)])
         func badInput(arguments: [String], expected: String) throws {
             let port = try RefusingPort()
