@@ -132,6 +132,9 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customLong("csv"), help: ArgumentHelp("Write the per-second series as CSV to this file.", valueName: "file"))
     var csv: String?
 
+    @Option(name: .customLong("plot"), help: ArgumentHelp("Draw the rates and the per-second latency percentiles over time into this SVG file.", valueName: "file.svg"))
+    var plot: String?
+
     @Option(name: .customLong("json"), help: ArgumentHelp("Write the per-second series and the summary to this file.", valueName: "file"))
     var json: String?
 

@@ -19,6 +19,8 @@ struct LoadSample: Sendable {
     var acked: Int
     var inflight: Int
     var errors: Int
+    /// --latency: this second's latency (sub: publish→receive, pub QoS 1/2: publish→ack).
+    var latency: IntervalLatency?
 
     init(second: Double, totals: LoadTotals, previous: LoadTotals, target: Int) {
         self.second = second
@@ -43,11 +45,32 @@ struct LoadSample: Sendable {
     func line(mode: BenchCommand.Mode) -> String {
         var text = "\(secondText)s connected \(online)/\(target)"
         if mode == .sub { text += " subscribed \(subscribed)" }
-        text += "  sent \(grouped(sent))/s  received \(grouped(received))/s"
+        text += "  sent \(grouped(Int(Double(sent) / span)))/s  received \(grouped(Int(Double(received) / span)))/s"
         if inflight > 0 || mode == .pub { text += "  in-flight \(inflight)" }
+        if let latency { text += "  p99 \(latency.p99Text)" }
         text += "  errors \(errors)"
         return text
     }
+}
+
+/// The latency percentiles of one second (nanoseconds); nil fields when nothing was recorded.
+struct IntervalLatency: Sendable {
+    var count: UInt64
+    var p50: UInt64
+    var p99: UInt64
+    var max: UInt64
+
+    init(_ h: Histogram<UInt64>) {
+        count = h.totalCount
+        max = h.max
+        p50 = Swift.min(h.valueAtPercentile(50), max)
+        p99 = Swift.min(h.valueAtPercentile(99), max)
+    }
+
+    var p99Text: String { count == 0 ? "-" : "\(formatFixed(Double(p99) / 1e6, digits: 3)) ms" }
+
+    /// JSON / CSV fields in microseconds ("" or null when empty).
+    func micros(_ ns: UInt64) -> String { formatFixed(Double(ns) / 1e3, digits: 1) }
 }
 
 /// The once-a-second line on stderr: overwritten in place on a terminal, plain lines otherwise
@@ -173,7 +196,11 @@ struct LoadReport {
         out += series.map { s in
             "    {\"second\": \(s.secondText.drop(while: { $0 == " " })), \"connected\": \(s.online), \"subscribed\": \(s.subscribed), \"sent\": \(s.sentTotal), "
                 + "\"received\": \(s.receivedTotal), \"acked\": \(s.ackedTotal), \"sent_per_s\": \(s.sent), "
-                + "\"received_per_s\": \(s.received), \"acked_per_s\": \(s.acked), \"inflight\": \(s.inflight), \"errors\": \(s.errors)}"
+                + "\"received_per_s\": \(s.received), \"acked_per_s\": \(s.acked), \"inflight\": \(s.inflight), \"errors\": \(s.errors)"
+                + (s.latency.map { l in
+                    l.count == 0 ? ", \"latency_us\": null"
+                        : ", \"latency_us\": {\"count\": \(l.count), \"p50\": \(l.micros(l.p50)), \"p99\": \(l.micros(l.p99)), \"max\": \(l.micros(l.max))}"
+                } ?? "") + "}"
         }.joined(separator: ",\n")
         out += "\n  ],\n"
         out += "  \"summary\": {\"ended\": \(jsonString(ended)), \"ok\": \(succeeded), \"elapsed_s\": \(formatFixed(elapsed, digits: 6)), "
@@ -193,10 +220,16 @@ struct LoadReport {
 extension LoadReport {
     /// The --csv document: one row per second (the last row is the partial last second).
     func csv(series: [LoadSample]) -> String {
-        var out = "second,connected,subscribed,sent,received,acked,sent_per_s,received_per_s,acked_per_s,inflight,errors\n"
+        var out = "second,connected,subscribed,sent,received,acked,sent_per_s,received_per_s,acked_per_s,inflight,errors,"
+        out += "latency_p50_us,latency_p99_us,latency_max_us\n"
         for s in series {
             out += "\(s.secondText.drop(while: { $0 == " " })),\(s.online),\(s.subscribed),\(s.sentTotal),\(s.receivedTotal),\(s.ackedTotal),"
-            out += "\(s.sent),\(s.received),\(s.acked),\(s.inflight),\(s.errors)\n"
+            out += "\(s.sent),\(s.received),\(s.acked),\(s.inflight),\(s.errors),"
+            if let l = s.latency, l.count > 0 {
+                out += "\(l.micros(l.p50)),\(l.micros(l.p99)),\(l.micros(l.max))\n"
+            } else {
+                out += ",,\n"
+            }
         }
         return out
     }

@@ -38,6 +38,9 @@ final class LoopStats: @unchecked Sendable {
     var latency = LoopStats.histogram()
     var ackLatency = LoopStats.histogram()
     var connectLatency = LoopStats.histogram()
+    /// The mode's latency (sub: publish→receive, pub: publish→ack) since the last per-second
+    /// sample, taken and reset by ``LoadBench/takeInterval()``.
+    var interval = LoopStats.histogram()
 
     init(loop: EventLoop) { self.loop = loop }
 
@@ -147,7 +150,8 @@ final class LoadBench: @unchecked Sendable {
             let elapsed = Double(now - startTime) / 1e9
             if Int(elapsed) > lastSecond {
                 lastSecond = Int(elapsed)
-                let sample = LoadSample(second: Double(lastSecond), totals: totals, previous: previous, target: args.clients)
+                var sample = LoadSample(second: Double(lastSecond), totals: totals, previous: previous, target: args.clients)
+                if args.latency { sample.latency = IntervalLatency(takeInterval()) }
                 series.append(sample)
                 progress.show(sample.line(mode: args.mode))
                 previous = totals
@@ -181,8 +185,9 @@ final class LoadBench: @unchecked Sendable {
         let endTime = monotonicNanos()
         let totals = LoadTotals(stats)
         // The last partial second, so that the series adds up to the totals.
-        let finalSample = LoadSample(second: Double(endTime - startTime) / 1e9, totals: totals, previous: previous,
+        var finalSample = LoadSample(second: Double(endTime - startTime) / 1e9, totals: totals, previous: previous,
                                      target: args.clients)
+        if args.latency { finalSample.latency = IntervalLatency(takeInterval()) }
         if finalSample.sent > 0 || finalSample.received > 0 || series.isEmpty { series.append(finalSample) }
         progress.finish(finalSample.line(mode: args.mode))
 
@@ -199,6 +204,14 @@ final class LoadBench: @unchecked Sendable {
             writeStderr("Error: cannot write --csv file '\(path)': \(String(cString: strerror(errno)))")
             return 1
         }
+        if let path = args.plotPath {
+            let title = "mqtt bench \(args.mode.rawValue): \(args.clients) clients, QoS \(args.qos.rawValue), \(args.payloadSize) B, "
+                + "\(args.hosts.joined(separator: ",")):\(args.port)"
+            if !writeFile(path, LoadPlot(title: title, series: series, mode: args.mode).render()) {
+                writeStderr("Error: cannot write --plot file '\(path)': \(String(cString: strerror(errno)))")
+                return 1
+            }
+        }
         if let path = args.jsonPath {
             if !writeFile(path, report.json(series: series)) {
                 writeStderr("Error: cannot write --json file '\(path)': \(String(cString: strerror(errno)))")
@@ -206,6 +219,24 @@ final class LoadBench: @unchecked Sendable {
             }
         }
         return report.succeeded ? 0 : 1
+    }
+
+    /// Takes every loop's interval histogram on its own thread and resets it (one hop per loop
+    /// and second; bounded wait).
+    private func takeInterval() -> Histogram<UInt64> {
+        let merged = SharedValue(LoopStats.histogram())
+        let pending = SharedCounter(stats.count)
+        let done = Outcome()
+        for s in stats {
+            s.loop.execute {
+                let taken = s.interval
+                s.interval.reset()
+                merged.value.withLock { $0.add(taken) }
+                if pending.value.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue == 0 { done.finish(0) }
+            }
+        }
+        _ = done.wait(timeout: 0.5)
+        return merged.value.withLock { $0 }
     }
 
     /// Copies every loop's histograms on its own thread (bounded wait).
@@ -459,7 +490,10 @@ final class BenchClient: @unchecked Sendable {
         stats.acked.wrappingAdd(1, ordering: .relaxed)
         if run.args.latency {
             let now = monotonicNanos()
-            if now > sentAt { stats.ackLatency.record(now - sentAt) }
+            if now > sentAt {
+                stats.ackLatency.record(now - sentAt)
+                stats.interval.record(now - sentAt)
+            }
         }
         if run.args.messageInterval == 0 && !pumpScheduled && pendingCount <= pending.count / 2 { schedulePump() }
     }
@@ -479,7 +513,9 @@ final class BenchClient: @unchecked Sendable {
         let publisher = UInt32(littleEndian: payload.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
         let stamp = UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
         let seq = UInt64(littleEndian: payload.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
-        if now > stamp { stats.latency.record(now - stamp) } else { stats.latency.record(0) }
+        let latency = now > stamp ? now - stamp : 0
+        stats.latency.record(latency)
+        stats.interval.record(latency)
         // Sequences: the first message of a publisher sets the baseline (a subscriber may
         // start in the middle of its stream).
         if let expected = nextSequence[publisher] {

@@ -39,6 +39,7 @@ struct LoadBenchArguments: Sendable {
     var clock: Clock
     var jsonPath: String?
     var csvPath: String?
+    var plotPath: String?
     /// Seconds; 0 = no limit.
     var duration: Double
     /// conn: seconds to keep the connections open after the last one came up.
@@ -151,7 +152,7 @@ extension BenchCommand {
             connectSpacing: spacing, security: security, messageInterval: messageInterval, limit: limit, topic: topic ?? "",
             payloadSize: payloadSize, qos: qos, retain: retain, keepalive: keepalive, cleanSession: clean,
             username: username, password: password, prefix: prefix ?? "mqtt-bench-\(getpid())", version: version,
-            threads: min(threads, clients), inflight: inflight, latency: latency, clock: clock, jsonPath: json, csvPath: csv,
+            threads: min(threads, clients), inflight: inflight, latency: latency, clock: clock, jsonPath: json, csvPath: csv, plotPath: plot,
             duration: duration, hold: hold)
 
         if mode != .conn {

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import MQTTTestSupport
 import Testing
 
@@ -30,6 +33,23 @@ extension MQTTToolSuites {
             let values = ["p50", "p90", "p99", "p99_9", "max"].map { number(latency, $0) }
             #expect(values[0] > 0, "\(what): \(values)")
             #expect(zip(values, values.dropFirst()).allSatisfy { $0 <= $1 }, "\(what) not ordered: \(values)")
+        }
+
+        /// The --plot file is well-formed SVG with a rate and a latency panel; where rsvg-convert
+        /// is installed (Debian's librsvg2-bin) it must also render to a PNG.
+        func expectRenderable(_ svg: URL) throws {
+            let data = try Data(contentsOf: svg)
+            let parser = XMLParser(data: data)
+            #expect(parser.parse(), "not well-formed: \(String(describing: parser.parserError))")
+            let text = String(decoding: data, as: UTF8.self)
+            #expect(text.contains("<svg ") && text.contains("message rate") && text.contains("latency per second"))
+            #expect(text.components(separatedBy: "<polyline").count - 1 >= 4, "rate + p50/p99/max lines")
+            guard let rsvg = try? executablePath("rsvg-convert") else { return }
+            let png = svg.deletingPathExtension().appendingPathExtension("png")
+            defer { try? FileManager.default.removeItem(at: png) }
+            try runTool(rsvg, [svg.path, "-o", png.path])
+            let bytes = try [UInt8](Data(contentsOf: png))
+            #expect(bytes.count > 1000 && bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]), "rsvg-convert made no PNG")
         }
 
         @Test("conn -c 50 connects every client and exits 0 with a summary")
@@ -64,7 +84,9 @@ extension MQTTToolSuites {
                 try? FileManager.default.removeItem(at: pubJSON)
             }
             let common = ["-c", "4", "-t", "lb/%i", "-q", "1", "-L", "2000", "-s", "64", "--latency", "--duration", "30", "-i", "0"]
-            let sub = try ToolProcess(["bench", "sub", "--prefix", "lbsub", "--json", subJSON.path] + common + broker.flags)
+            let plot = FileManager.default.temporaryDirectory.appendingPathComponent("mqtt-plot-\(UUID().uuidString).svg")
+            defer { try? FileManager.default.removeItem(at: plot) }
+            let sub = try ToolProcess(["bench", "sub", "--prefix", "lbsub", "--json", subJSON.path, "--plot", plot.path] + common + broker.flags)
             #expect(broker.waitForSubscription(of: "lbsub_sub_", count: 4), "\(sub.stderrText)")
             let pub = try runMQTT(["bench", "pub", "--prefix", "lbpub", "-I", "0", "--json", pubJSON.path] + common + broker.flags,
                                   timeout: 40)
@@ -81,6 +103,7 @@ extension MQTTToolSuites {
             #expect(number(s, "missing") == 0 && number(s, "late") == 0 && number(s, "unstamped") == 0, "\(s)")
             expectOrdered(s["latency_us"] as? [String: Any], count: 2000, "publish→receive")
             #expect(sub.stdoutText.contains("publish→receive p50 "), "\(sub.stdoutText)")
+            try expectRenderable(plot)
             // Each publisher sent on its own topic: lb/0 ... lb/3.
             let log = broker.log()
             for n in 0..<4 { #expect(log.contains("Received PUBLISH from lbpub_pub_\(n) (d0, q1, r0, m1, 'lb/\(n)'")) }
@@ -118,10 +141,10 @@ extension MQTTToolSuites {
             #expect(result.status == 0, "\(result.stderr)")
             #expect(Date().timeIntervalSince(started) >= 0.5)
             let rows = try String(contentsOf: csv, encoding: .utf8).split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false) }
-            #expect(rows.first?.joined(separator: ",") == "second,connected,subscribed,sent,received,acked,sent_per_s,received_per_s,acked_per_s,inflight,errors")
+            #expect(rows.first?.joined(separator: ",") == "second,connected,subscribed,sent,received,acked,sent_per_s,received_per_s,acked_per_s,inflight,errors,latency_p50_us,latency_p99_us,latency_max_us")
             let data = rows.dropFirst()
             #expect(data.count >= 2)
-            #expect(data.allSatisfy { $0.count == 11 })
+            #expect(data.allSatisfy { $0.count == 14 })
             // The per-second counts add up to the last cumulative one, which is -L.
             #expect(data.compactMap { Int($0[6]) }.reduce(0, +) == 40, "\(rows)")
             #expect(Int(data.last?[3] ?? "") == 40)
