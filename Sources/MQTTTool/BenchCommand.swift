@@ -23,7 +23,8 @@ struct BenchCommand: ParsableCommand {
             index, from -n), %c (client id), %u (user name). Clients are spread round-robin over \
             --threads event loops and over the -h hosts. Progress once a second on stderr (one line \
             overwritten in place on a terminal); a summary on stdout; --json FILE the per-second series \
-            and the summary. --latency: publishers stamp each payload (24 bytes: clock, sequence, \
+            and the summary, --csv FILE the series, --plot FILE.svg a picture of the rates and \
+            latencies over time. --latency: publishers stamp each payload (24 bytes: clock, sequence, \
             publisher index), subscribers report publish-to-receive percentiles and gaps in the \
             sequences; QoS 1/2 publishers also publish-to-PUBACK/PUBCOMP. Use --clock realtime across \
             hosts with synchronized clocks. Exit 0 when the run reached its goal without a failed or \
@@ -75,7 +76,7 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customShort("R"), help: ArgumentHelp("Connection starts per second (instead of -i).", valueName: "rate"))
     var connectRate: Double?
 
-    @Option(name: .customShort("I"), help: ArgumentHelp("pub: milliseconds between two messages of a client; 0 = as fast as the window allows (default 1000).", valueName: "ms"))
+    @Option(name: .customShort("I"), help: ArgumentHelp("pub: milliseconds between two messages of a client; 0 = as fast as the window allows.", valueName: "ms"))
     var messageInterval: Int = 1000
 
     @Option(name: .customShort("L"), help: ArgumentHelp("Total messages: published (pub) or received (sub) by all clients together; 0 = no limit.", valueName: "count"))
@@ -84,13 +85,13 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customShort("t"), help: ArgumentHelp("Topic (pub) or filter (sub); %i = client index, %c = client id, %u = user name.", valueName: "topic"))
     var topic: String?
 
-    @Option(name: .customShort("r"), help: ArgumentHelp("pub: retain flag, true or false (default false).", valueName: "bool"))
+    @Option(name: .customShort("r"), help: ArgumentHelp("pub: retain flag, true or false.", valueName: "bool"))
     var retain: Bool = false
 
-    @Option(name: .customShort("k"), help: ArgumentHelp("Keepalive in seconds (default 300).", valueName: "seconds"))
+    @Option(name: .customShort("k"), help: ArgumentHelp("Keepalive in seconds.", valueName: "seconds"))
     var keepalive: Int = 300
 
-    @Option(name: .customShort("C"), help: ArgumentHelp("Clean session, true or false (default true).", valueName: "bool"))
+    @Option(name: .customShort("C"), help: ArgumentHelp("Clean session, true or false.", valueName: "bool"))
     var clean: Bool = true
 
     @Option(name: .customShort("u"), help: ArgumentHelp("User name.", valueName: "user"))
@@ -102,19 +103,19 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customLong("prefix"), help: ArgumentHelp("Client id prefix: ids are PREFIX_MODE_INDEX (default mqtt-bench-PID).", valueName: "prefix"))
     var prefix: String?
 
-    @Option(name: .customShort("V"), help: ArgumentHelp("Protocol version: 3 (MQTT 3.1) or 4 (MQTT 3.1.1, default).", valueName: "version"))
+    @Option(name: .customShort("V"), help: ArgumentHelp("Protocol version: 3 (MQTT 3.1) or 4 (MQTT 3.1.1).", valueName: "version"))
     var protocolVersion: Int = 4
 
     @Option(name: .customLong("threads"), help: ArgumentHelp("Event loops the clients share (default: one per core).", valueName: "n"))
     var threads: Int?
 
-    @Option(name: .customLong("inflight"), help: ArgumentHelp("pub, QoS 1/2: messages a client keeps awaiting acknowledgement (default 100).", valueName: "n"))
+    @Option(name: .customLong("inflight"), help: ArgumentHelp("pub, QoS 1/2: messages a client keeps awaiting acknowledgement.", valueName: "n"))
     var inflight: Int = 100
 
     @Flag(name: .customLong("latency"), help: "Stamp payloads (pub) and measure publish-to-receive latency (sub); needs -s 24 or more.")
     var latency = false
 
-    @Option(name: .customLong("clock"), help: ArgumentHelp("Latency clock: monotonic (one host, default) or realtime (synchronized hosts).", valueName: "clock"))
+    @Option(name: .customLong("clock"), help: ArgumentHelp("Latency clock: monotonic (one host) or realtime (synchronized hosts).", valueName: "clock"))
     var clockName: String = "monotonic"
 
     @Option(name: .customLong("cafile"), help: ArgumentHelp("PEM file of trusted CA certificates (turns TLS on).", valueName: "file"))
