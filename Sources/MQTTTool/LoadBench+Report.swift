@@ -44,6 +44,7 @@ struct LoadSample: Sendable {
     /// The progress line: elapsed, connected/target, sent/s, received/s, in flight, errors.
     func line(mode: BenchCommand.Mode) -> String {
         var text = "\(secondText)s connected \(online)/\(target)"
+        if mode == .conn { return text + "  errors \(errors)" }
         if mode == .sub { text += " subscribed \(subscribed)" }
         text += "  sent \(grouped(Int(Double(sent) / span)))/s  received \(grouped(Int(Double(received) / span)))/s"
         if inflight > 0 || mode == .pub { text += "  in-flight \(inflight)" }

@@ -156,6 +156,24 @@ extension MQTTToolSuites {
             }
         }
 
+        @Test("-h a,b spreads the clients round-robin over two brokers; -n numbers them from its value; --hold keeps them")
+        func hostsAndFirstIndex() throws {
+            let first = try MosquittoBroker.start()
+            defer { first.stop() }
+            // The second broker also listens on the first one's port, on another loopback address.
+            let second = try MosquittoBroker.start(MosquittoOptions(extraLines: ["listener \(first.port) 127.0.0.2"]))
+            defer { second.stop() }
+            let started = Date()
+            let result = try runMQTT(["bench", "conn", "-c", "4", "-n", "100", "-i", "0", "--hold", "1", "--prefix", "mh",
+                                      "-h", "127.0.0.1,127.0.0.2", "-p", String(first.port)], timeout: 30)
+            #expect(result.status == 0, "\(result.stderr)\n\(result.stdoutText)")
+            #expect(Date().timeIntervalSince(started) >= 1, "--hold 1")
+            let a = first.log(), b = second.log()
+            for n in [100, 102] { #expect(a.contains("as mh_conn_\(n) (") && !b.contains("as mh_conn_\(n) ("), "\(n)") }
+            for n in [101, 103] { #expect(b.contains("as mh_conn_\(n) (") && !a.contains("as mh_conn_\(n) ("), "\(n)") }
+            #expect(!a.contains("mh_conn_0") && !b.contains("mh_conn_0"))
+        }
+
         @Test("TLS: conn with --cafile against a TLS mosquitto")
         func tlsConnections() throws {
             let certs = try TLSFixtures.shared()
