@@ -149,6 +149,14 @@ struct LoadReport {
         if args.latency && args.mode == .sub {
             lines.append("  latency      publish→receive \(percentileText(histograms.latency))")
             lines.append("  sequences    missing \(totals.missing), duplicate or reordered \(totals.late), unstamped \(totals.unstamped)")
+            let publishers = histograms.publishers
+            let flawed = publishers.filter { $0.value.missing > 0 || $0.value.late > 0 }.sorted { $0.key < $1.key }
+            var text = "  publishers   \(publishers.count) seen, \(flawed.count) with gaps or duplicates"
+            if !flawed.isEmpty {
+                text += ": " + flawed.prefix(5).map { "\($0.key) (missing \($0.value.missing), late \($0.value.late))" }.joined(separator: ", ")
+                if flawed.count > 5 { text += ", ... (--json lists all)" }
+            }
+            lines.append(text)
         }
         if args.latency && args.mode == .pub && args.qos != .atMostOnce {
             lines.append("  latency      publish→\(args.qos == .atLeastOnce ? "PUBACK" : "PUBCOMP") \(percentileText(histograms.ackLatency))")
@@ -212,7 +220,12 @@ struct LoadReport {
         out += "    \"error_reasons\": {\(reasons.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)): \($0.value)" }.joined(separator: ", "))},\n"
         out += "    \"connect_latency_us\": \(jsonPercentiles(histograms.connectLatency)),\n"
         out += "    \"latency_us\": \(jsonPercentiles(histograms.latency)),\n"
-        out += "    \"ack_latency_us\": \(jsonPercentiles(histograms.ackLatency))}\n"
+        out += "    \"ack_latency_us\": \(jsonPercentiles(histograms.ackLatency)),\n"
+        out += "    \"publishers\": ["
+        out += histograms.publishers.sorted { $0.key < $1.key }.map { p in
+            "{\"publisher\": \(p.key), \"received\": \(p.value.received), \"missing\": \(p.value.missing), \"late\": \(p.value.late)}"
+        }.joined(separator: ", ")
+        out += "]}\n"
         out += "}\n"
         return out
     }

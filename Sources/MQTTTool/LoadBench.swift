@@ -242,6 +242,8 @@ final class LoadBench: @unchecked Sendable {
     /// Copies every loop's histograms on its own thread (bounded wait).
     private func collect() -> LoadHistograms {
         let merged = SharedValue(LoadHistograms())
+        let tracksPublishers = args.latency && args.mode == .sub
+        let clients = self.clients
         for s in stats {
             let done = Outcome()
             s.loop.execute {
@@ -249,6 +251,9 @@ final class LoadBench: @unchecked Sendable {
                     m.latency.add(s.latency)
                     m.ackLatency.add(s.ackLatency)
                     m.connectLatency.add(s.connectLatency)
+                    if tracksPublishers {
+                        for c in clients where c.stats === s { c.addTallies(into: &m.publishers) }
+                    }
                 }
                 done.finish(0)
             }
@@ -273,6 +278,8 @@ final class LoadBench: @unchecked Sendable {
 
 /// The merged histograms of a run (nanoseconds).
 struct LoadHistograms: Sendable {
+    /// Subscribers with --latency: per publisher index.
+    var publishers: [UInt32: PublisherTally] = [:]
     var latency = LoopStats.histogram()
     var ackLatency = LoopStats.histogram()
     var connectLatency = LoopStats.histogram()
@@ -298,8 +305,9 @@ final class BenchClient: @unchecked Sendable {
     private var pending: [UInt64]
     private var pendingHead = 0
     private var pendingCount = 0
-    /// --latency, subscriber: the next sequence number expected per publisher index.
-    private var nextSequence: [UInt32: UInt64] = [:]
+    /// --latency, subscriber: per publisher index, the next sequence number expected and the
+    /// counts.
+    private var publishers: [UInt32: PublisherTally] = [:]
     private var isOnline = false
 
     init(run: LoadBench, index: Int, stats: LoopStats) {
@@ -518,18 +526,45 @@ final class BenchClient: @unchecked Sendable {
         stats.interval.record(latency)
         // Sequences: the first message of a publisher sets the baseline (a subscriber may
         // start in the middle of its stream).
-        if let expected = nextSequence[publisher] {
-            if seq == expected {
-                nextSequence[publisher] = seq + 1
-            } else if seq > expected {
-                stats.missing.wrappingAdd(Int(seq - expected), ordering: .relaxed)
-                nextSequence[publisher] = seq + 1
+        if var tally = publishers[publisher] {
+            tally.received += 1
+            if seq == tally.next {
+                tally.next = seq + 1
+            } else if seq > tally.next {
+                tally.missing += Int(seq - tally.next)
+                stats.missing.wrappingAdd(Int(seq - tally.next), ordering: .relaxed)
+                tally.next = seq + 1
             } else {
+                tally.late += 1
                 stats.late.wrappingAdd(1, ordering: .relaxed)
             }
+            publishers[publisher] = tally
         } else {
-            nextSequence[publisher] = seq + 1
+            publishers[publisher] = PublisherTally(next: seq + 1, received: 1)
         }
+    }
+
+    /// Adds this subscriber's per-publisher tallies to `into` (loop thread).
+    func addTallies(into totals: inout [UInt32: PublisherTally]) {
+        for (publisher, tally) in publishers {
+            totals[publisher, default: PublisherTally(next: 0, received: 0)].merge(tally)
+        }
+    }
+}
+
+/// What the subscribers saw of one publisher's sequence numbers (--latency).
+struct PublisherTally: Sendable {
+    /// The next sequence number expected (per subscriber; meaningless once merged).
+    var next: UInt64
+    var received: Int
+    /// Numbers skipped, and numbers below one already seen (duplicates or reordering).
+    var missing = 0
+    var late = 0
+
+    mutating func merge(_ other: PublisherTally) {
+        received += other.received
+        missing += other.missing
+        late += other.late
     }
 }
 

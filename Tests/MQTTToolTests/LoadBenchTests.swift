@@ -102,6 +102,11 @@ extension MQTTToolSuites {
             #expect(number(s, "received") == 2000)
             #expect(number(s, "missing") == 0 && number(s, "late") == 0 && number(s, "unstamped") == 0, "\(s)")
             expectOrdered(s["latency_us"] as? [String: Any], count: 2000, "publish→receive")
+            // Per publisher: indices 0...3 (-L is one budget for all, so not 500 each), no gap.
+            let publishers = (s["publishers"] as? [[String: Any]]) ?? []
+            #expect(publishers.map { Int(number($0, "publisher")) } == [0, 1, 2, 3], "\(publishers)")
+            #expect(publishers.map { number($0, "received") }.reduce(0, +) == 2000, "\(publishers)")
+            #expect(publishers.allSatisfy { number($0, "missing") == 0 && number($0, "late") == 0 }, "\(publishers)")
             #expect(sub.stdoutText.contains("publish→receive p50 "), "\(sub.stdoutText)")
             try expectRenderable(plot)
             // Each publisher sent on its own topic: lb/0 ... lb/3.
