@@ -19,6 +19,8 @@ struct LoadSample: Sendable {
     var acked: Int
     var inflight: Int
     var errors: Int
+    /// "connect failed 2, lost 1" when there are errors.
+    var errorKinds: String
     /// --latency: this second's latency (sub: publish→receive, pub QoS 1/2: publish→ack).
     var latency: IntervalLatency?
 
@@ -35,7 +37,13 @@ struct LoadSample: Sendable {
         acked = totals.acked - previous.acked
         inflight = totals.inflight
         errors = totals.errors
+        errorKinds = [("connect failed", totals.connectFailed), ("lost", totals.lost), ("refused", totals.refused),
+                      ("publish failed", totals.publishFailed)]
+            .filter { $0.1 > 0 }.map { "\($0.0) \($0.1)" }.joined(separator: ", ")
     }
+
+    /// "errors 0", or "errors 3 (connect failed 2, lost 1)".
+    var errorText: String { errors == 0 ? "errors 0" : "errors \(errors) (\(errorKinds))" }
 
     var secondText: String {
         second == second.rounded() ? pad(Int(second), 4) : formatFixed(second, digits: 2)
@@ -44,12 +52,12 @@ struct LoadSample: Sendable {
     /// The progress line: elapsed, connected/target, sent/s, received/s, in flight, errors.
     func line(mode: BenchCommand.Mode) -> String {
         var text = "\(secondText)s connected \(online)/\(target)"
-        if mode == .conn { return text + "  errors \(errors)" }
+        if mode == .conn { return text + "  " + errorText }
         if mode == .sub { text += " subscribed \(subscribed)" }
         text += "  sent \(grouped(Int(Double(sent) / span)))/s  received \(grouped(Int(Double(received) / span)))/s"
         if inflight > 0 || mode == .pub { text += "  in-flight \(inflight)" }
         if let latency { text += "  p99 \(latency.p99Text)" }
-        text += "  errors \(errors)"
+        text += "  " + errorText
         return text
     }
 }

@@ -229,6 +229,7 @@ extension MQTTToolSuites {
             #expect(sub.wait(timeout: 15) == 1, "\(sub.stderrText)")
             #expect(sub.stdoutText.contains("ended (no connection left)"), "\(sub.stdoutText)")
             #expect(sub.stdoutText.contains("3 × connection lost"), "\(sub.stdoutText)")
+            #expect(sub.stderrText.contains("errors 3 (lost 3)"), "\(sub.stderrText)")
         }
     }
 }
