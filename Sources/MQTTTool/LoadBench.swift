@@ -188,7 +188,9 @@ final class LoadBench: @unchecked Sendable {
         var finalSample = LoadSample(second: Double(endTime - startTime) / 1e9, totals: totals, previous: previous,
                                      target: args.clients)
         if args.latency { finalSample.latency = IntervalLatency(takeInterval()) }
-        if finalSample.sent > 0 || finalSample.received > 0 || series.isEmpty { series.append(finalSample) }
+        if finalSample.sent > 0 || finalSample.received > 0 || finalSample.acked > 0 || series.isEmpty || args.mode == .conn {
+            series.append(finalSample)
+        }
         progress.finish(finalSample.line(mode: args.mode))
 
         let histograms = collect()
