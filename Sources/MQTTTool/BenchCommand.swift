@@ -76,6 +76,9 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customShort("R"), help: ArgumentHelp("Connection starts per second (instead of -i).", valueName: "rate"))
     var connectRate: Double?
 
+    @Option(name: .customLong("connect-window"), help: ArgumentHelp("Most connections in progress (started, no CONNACK yet) at once; 0 = no limit.", valueName: "n"))
+    var connectWindow: Int = 64
+
     @Option(name: .customShort("I"), help: ArgumentHelp("pub: milliseconds between two messages of a client; 0 = as fast as the window allows.", valueName: "ms"))
     var messageInterval: Int = 1000
 

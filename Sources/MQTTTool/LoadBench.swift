@@ -121,6 +121,8 @@ final class LoadBench: @unchecked Sendable {
         signal(SIGTERM) { _ in stopRequested = 1 }
         let clients = self.clients
         let spacing = args.connectSpacing
+        let window = args.connectWindow
+        let stats = self.stats
         let starter = SharedCounter()
         let started = startTime
         spawnThread { [self] in
@@ -131,6 +133,14 @@ final class LoadBench: @unchecked Sendable {
                     let due = started + UInt64(n) * spacing
                     let now = monotonicNanos()
                     if due > now { sleepNanos(due - now) }
+                }
+                // A burst of SYNs larger than the broker's listen backlog is dropped by the
+                // kernel and retried after 1 s, 3 s, ...: keep at most the window in progress.
+                while window > 0 && !stopping.load(ordering: .relaxed) {
+                    let done = stats.reduce(0) { $0 + $1.online.load(ordering: .relaxed) + $1.lost.load(ordering: .relaxed)
+                        + $1.connectFailed.load(ordering: .relaxed) }
+                    if n - done < window { break }
+                    sleepNanos(100_000)
                 }
                 client.start()
                 starter.value.store(n + 1, ordering: .relaxed)

@@ -18,6 +18,8 @@ struct LoadBenchArguments: Sendable {
     /// Nanoseconds between two connection starts (-i in ms, or -R per second).
     var connectSpacing: UInt64
     var security: MQTTSecurity
+    /// Most connections in progress at once (0 = no limit).
+    var connectWindow: Int
     /// Milliseconds between two messages of one publisher; 0 = as fast as the window allows.
     var messageInterval: Int
     /// Total messages (published for pub, received for sub); 0 = no limit.
@@ -112,6 +114,7 @@ extension BenchCommand {
             guard connectInterval >= 0 else { throw ToolFailure("-i must not be negative") }
             spacing = UInt64(connectInterval) * 1_000_000
         }
+        guard connectWindow >= 0 else { throw ToolFailure("--connect-window must not be negative") }
         guard messageInterval >= 0 else { throw ToolFailure("-I must not be negative") }
         guard limit >= 0 else { throw ToolFailure("-L must not be negative") }
         let qos = try ConnectionOptions.qos(self.qos, flag: "-q")
@@ -149,7 +152,7 @@ extension BenchCommand {
 
         var arguments = LoadBenchArguments(
             mode: mode, hosts: hosts, port: port, clients: clients, firstIndex: firstIndex,
-            connectSpacing: spacing, security: security, messageInterval: messageInterval, limit: limit, topic: topic ?? "",
+            connectSpacing: spacing, security: security, connectWindow: connectWindow, messageInterval: messageInterval, limit: limit, topic: topic ?? "",
             payloadSize: payloadSize, qos: qos, retain: retain, keepalive: keepalive, cleanSession: clean,
             username: username, password: password, prefix: prefix ?? "mqtt-bench-\(getpid())", version: version,
             threads: min(threads, clients), inflight: inflight, latency: latency, clock: clock, jsonPath: json, csvPath: csv, plotPath: plot,

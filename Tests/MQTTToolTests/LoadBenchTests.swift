@@ -206,6 +206,7 @@ extension MQTTToolSuites {
             (["conn", "-c", "100000000"], "file descriptors"),
             (["sub", "-c", "1", "-t", "x", "--clock", "sundial"], "--clock sundial"),
             (["conn", "-c", "1", "-i", "5", "-R", "100"], "give -i or -R, not both"),
+            (["conn", "-c", "1", "--connect-window=-1"], "--connect-window must not be negative"),
             (["conn", "-c", "1", "--cert", "/nonexistent.pem"], "--cert and --key go together"),
         ] as [([String], String)])
         func badInput(arguments: [String], expected: String) throws {
