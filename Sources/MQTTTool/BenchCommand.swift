@@ -7,54 +7,165 @@ import UVReactor
 import Glibc
 #endif
 
-/// `mqtt bench pub|sub`: the throughput driver of `../shared/bench` (the driver contract in its
-/// README), built on the public NodeMCU-style API: every publish, completion and message runs on
-/// the client's event loop thread, with no thread hop per message.
+/// `mqtt bench`: a load generator for many clients (`conn|pub|sub -c COUNT ...`, emqtt-bench's
+/// flags; ``LoadBench``) and, as a mode of the same command, the one-client throughput driver of
+/// `../shared/bench` (`pub|sub -n N`, the driver contract in its README; ``BenchRun``).
+///
+/// Both are built on the public NodeMCU-style API: every publish, completion and message runs on
+/// a client's event loop thread, with no thread hop per message.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Throughput benchmark driver (loopback only; see docs/benchmarks.md).",
+        abstract: "Benchmark a broker with many clients (emqtt-bench's flags), or drive the throughput harness.",
         discussion: """
-            pub: publishes N messages on bench/t keeping at most WINDOW not done (QoS 0: written \
-            to the socket, QoS 1: PUBACK), then one on bench/end, then DISCONNECT. sub: subscribes \
-            to bench/#, prints READY after the SUBACK, counts messages until N or bench/end. \
-            Environment: BENCH_TIMEOUT (s, default 120), BENCH_IDLE (s, default 10), \
-            BENCH_TCP_NODELAY (the client always sets TCP_NODELAY: it coalesces writes itself). \
-            Last stdout line: RESULT lib=swift-uv-mqtt mode=... rate=... status=ok; exit 0 iff ok.
+            MANY CLIENTS (chosen by -c or -t; conn always): conn connects -c clients, one every -i ms, \
+            and exits when all are up (--hold S keeps them open S seconds). pub: each client publishes \
+            on -t every -I ms (0 = as fast as --inflight / the socket allow) until -L messages in all. \
+            sub: each client subscribes to -t and counts until -L messages in all. -t takes %i (client \
+            index, from -n), %c (client id), %u (user name). Clients are spread round-robin over \
+            --threads event loops and over the -h hosts. Progress once a second on stderr (one line \
+            overwritten in place on a terminal); a summary on stdout; --json FILE the per-second series \
+            and the summary, --csv FILE the series, --plot FILE.svg a picture of the rates and \
+            latencies over time. --latency: publishers stamp each payload (24 bytes: clock, sequence, \
+            publisher index), subscribers report publish-to-receive percentiles and gaps in the \
+            sequences; QoS 1/2 publishers also publish-to-PUBACK/PUBCOMP. Use --clock realtime across \
+            hosts with synchronized clocks. Exit 0 when the run reached its goal without a failed or \
+            lost connection, 1 otherwise.
+
+            HARNESS DRIVER (pub|sub with -n N and neither -c nor -t; -n is then the message count, \
+            not emqtt-bench's first index): one client, loopback only. pub: publishes N messages on \
+            bench/t keeping at most WINDOW not done (QoS 0: written to the socket, QoS 1: PUBACK), \
+            then one on bench/end, then DISCONNECT. sub: subscribes to bench/#, prints READY after the \
+            SUBACK, counts messages until N or bench/end. Environment: BENCH_TIMEOUT (s, default 120), \
+            BENCH_IDLE (s, default 10), BENCH_TCP_NODELAY (the client always sets TCP_NODELAY: it \
+            coalesces writes itself). Last stdout line: RESULT lib=swift-uv-mqtt mode=... rate=... \
+            status=ok; exit 0 iff ok.
             """,
         helpNames: [.long]
     )
 
     enum Mode: String, ExpressibleByArgument, Sendable {
-        case pub, sub
+        case conn, pub, sub
     }
 
-    @Argument(help: "pub or sub.")
+    @Argument(help: "conn, pub or sub.")
     var mode: Mode
 
-    @Option(name: .customShort("h"), help: ArgumentHelp("Broker host (loopback only).", valueName: "host"))
-    var host: String = "127.0.0.1"
+    @Option(name: .customShort("h"), help: ArgumentHelp("Broker host; several separated by commas spread the clients (default localhost; harness: 127.0.0.1, loopback only).", valueName: "host[,host...]"))
+    var host: String?
 
-    @Option(name: .customShort("p"), help: ArgumentHelp("Broker port.", valueName: "port"))
-    var port: Int = 1883
+    @Option(name: .customShort("p"), help: ArgumentHelp("Broker port (default 1883).", valueName: "port"))
+    var port: Int?
 
-    @Option(name: .customShort("n"), help: ArgumentHelp("Number of messages.", valueName: "count"))
-    var count: Int
+    @Option(name: .customShort("n"), help: ArgumentHelp("Index of the first client (default 0). Harness form: the number of messages.", valueName: "n"))
+    var number: Int?
 
-    @Option(name: .customShort("s"), help: ArgumentHelp("Payload size in bytes.", valueName: "bytes"))
-    var payloadSize: Int = 16
+    @Option(name: .customShort("s"), help: ArgumentHelp("Payload size in bytes (default 256; harness: 16).", valueName: "bytes"))
+    var payloadSize: Int?
 
-    @Option(name: .customShort("q"), help: ArgumentHelp("QoS 0 or 1 (2 also works).", valueName: "qos"))
+    @Option(name: .customShort("q"), help: ArgumentHelp("QoS 0, 1 or 2.", valueName: "qos"))
     var qos: Int = 0
 
-    @Option(name: .customLong("window"), help: ArgumentHelp("pub: most messages not yet done (default 1000 for QoS 0, 100 for QoS 1; 0 = no limit).", valueName: "messages"))
+    @Option(name: .customLong("window"), help: ArgumentHelp("Harness pub: most messages not yet done (default 1000 for QoS 0, 100 for QoS 1; 0 = no limit).", valueName: "messages"))
     var window: Int?
 
+    @Option(name: .customShort("c"), help: ArgumentHelp("Number of clients (default 200).", valueName: "count"))
+    var clients: Int?
+
+    @Option(name: .customShort("i"), help: ArgumentHelp("Milliseconds between two connection starts (default 10).", valueName: "ms"))
+    var connectInterval: Int?
+
+    @Option(name: .customShort("R"), help: ArgumentHelp("Connection starts per second (instead of -i).", valueName: "rate"))
+    var connectRate: Double?
+
+    @Option(name: .customLong("connect-window"), help: ArgumentHelp("Most connections in progress (started, no CONNACK yet) at once; 0 = no limit.", valueName: "n"))
+    var connectWindow: Int = 64
+
+    @Option(name: .customShort("I"), help: ArgumentHelp("pub: milliseconds between two messages of a client; 0 = as fast as the window allows.", valueName: "ms"))
+    var messageInterval: Int = 1000
+
+    @Option(name: .customShort("L"), help: ArgumentHelp("Total messages: published (pub) or received (sub) by all clients together; 0 = no limit.", valueName: "count"))
+    var limit: Int = 0
+
+    @Option(name: .customShort("t"), help: ArgumentHelp("Topic (pub) or filter (sub); %i = client index, %c = client id, %u = user name.", valueName: "topic"))
+    var topic: String?
+
+    @Option(name: .customShort("r"), help: ArgumentHelp("pub: retain flag, true or false.", valueName: "bool"))
+    var retain: Bool = false
+
+    @Option(name: .customShort("k"), help: ArgumentHelp("Keepalive in seconds.", valueName: "seconds"))
+    var keepalive: Int = 300
+
+    @Option(name: .customShort("C"), help: ArgumentHelp("Clean session, true or false.", valueName: "bool"))
+    var clean: Bool = true
+
+    @Option(name: .customShort("u"), help: ArgumentHelp("User name.", valueName: "user"))
+    var username: String?
+
+    @Option(name: .customShort("P"), help: ArgumentHelp("Password.", valueName: "password"))
+    var password: String?
+
+    @Option(name: .customLong("prefix"), help: ArgumentHelp("Client id prefix: ids are PREFIX_MODE_INDEX (default mqtt-bench-PID).", valueName: "prefix"))
+    var prefix: String?
+
+    @Option(name: .customShort("V"), help: ArgumentHelp("Protocol version: 3 (MQTT 3.1) or 4 (MQTT 3.1.1).", valueName: "version"))
+    var protocolVersion: Int = 4
+
+    @Option(name: .customLong("threads"), help: ArgumentHelp("Event loops the clients share (default: one per core).", valueName: "n"))
+    var threads: Int?
+
+    @Option(name: .customLong("inflight"), help: ArgumentHelp("pub, QoS 1/2: messages a client keeps awaiting acknowledgement.", valueName: "n"))
+    var inflight: Int = 100
+
+    @Flag(name: .customLong("latency"), help: "Stamp payloads (pub) and measure publish-to-receive latency (sub); needs -s 24 or more.")
+    var latency = false
+
+    @Option(name: .customLong("clock"), help: ArgumentHelp("Latency clock: monotonic (one host) or realtime (synchronized hosts).", valueName: "clock"))
+    var clockName: String = "monotonic"
+
+    @Option(name: .customLong("cafile"), help: ArgumentHelp("PEM file of trusted CA certificates (turns TLS on).", valueName: "file"))
+    var cafile: String?
+
+    @Option(name: .customLong("cert"), help: ArgumentHelp("PEM client certificate (turns TLS on; needs --key).", valueName: "file"))
+    var cert: String?
+
+    @Option(name: .customLong("key"), help: ArgumentHelp("PEM private key of --cert.", valueName: "file"))
+    var key: String?
+
+    @Flag(name: .customLong("insecure"), help: "TLS without verifying the server certificate or host name.")
+    var insecure = false
+
+    @Option(name: .customLong("csv"), help: ArgumentHelp("Write the per-second series as CSV to this file.", valueName: "file"))
+    var csv: String?
+
+    @Option(name: .customLong("plot"), help: ArgumentHelp("Draw the rates and the per-second latency percentiles over time into this SVG file.", valueName: "file.svg"))
+    var plot: String?
+
+    @Option(name: .customLong("json"), help: ArgumentHelp("Write the per-second series and the summary to this file.", valueName: "file"))
+    var json: String?
+
+    @Option(name: .customLong("duration"), help: ArgumentHelp("Stop after this many seconds (0 = no limit; Ctrl-C also stops with a summary).", valueName: "seconds"))
+    var duration: Double = 0
+
+    @Option(name: .customLong("hold"), help: ArgumentHelp("conn: keep the connections open this many seconds after the last came up.", valueName: "seconds"))
+    var hold: Double = 0
+
+    /// The harness form: `pub|sub -n N` without any flag of the many-client form.
+    var isHarnessForm: Bool { mode != .conn && clients == nil && topic == nil && number != nil }
+
     func run() throws {
+        if !isHarnessForm {
+            let arguments = try loadArguments()
+            Glibc.exit(LoadBench(arguments).execute())
+        }
+        guard let count = number else { throw ToolFailure("-n is required") }
         func environment(_ name: String) -> Double? {
             guard let raw = getenv(name), let value = Double(String(cString: raw)), value > 0 else { return nil }
             return value
         }
+        let host = self.host ?? "127.0.0.1"
+        let port = self.port ?? 1883
+        let payloadSize = self.payloadSize ?? 16
         let args = BenchArguments(
             mode: mode, host: host == "localhost" ? "127.0.0.1" : host, port: port, count: count,
             payloadSize: payloadSize, qos: qos, window: window ?? (qos == 0 ? 1000 : 100),
@@ -138,7 +249,7 @@ final class BenchRun: @unchecked Sendable {
         client.on(.offline) { [self] _ in fail("connection lost") }
         switch args.mode {
         case .pub: preparePublisher()
-        case .sub: prepareSubscriber()
+        case .sub, .conn: prepareSubscriber()  // conn never reaches the harness form
         }
         do {
             try client.connect(args.host, port: args.port, connected: { [self] _ in connected() },
@@ -208,7 +319,7 @@ final class BenchRun: @unchecked Sendable {
         case .pub:
             // Publish outside the connect callback, from a loop turn of its own.
             schedulePump()
-        case .sub:
+        case .sub, .conn:
             do {
                 try client.subscribe("bench/#", qos: qos) { _, result in
                     switch result {

@@ -148,10 +148,17 @@ extension ConnectionOptions {
         let options = MQTTClientOptions(
             clientID: clientID, protocolVersion: version, keepAlive: UInt16(keepalive), cleanSession: cleanSession,
             username: user, password: pass.map { Array($0.utf8) }, will: will, inflightWindow: 100,
-            maxQueuedMessages: 10_000)
+            maxQueuedMessages: 10_000, maximumIncomingPacketSize: Self.largestPacket)
         return ConnectionPlan(server: server, options: options, qos: qos, urlTopic: urlTopic,
                               logger: debug ? Logger(label: "mqtt", factory: { _ in TraceLogHandler() }) : nil)
     }
+
+    /// The largest packet MQTT allows: a 268,435,455-byte remaining length plus at most 5 header
+    /// bytes. The library's default incoming limit is 1 MiB, and a PUBLISH over it fires the
+    /// `overflow` event (payload prefix only) instead of `message`; a command-line tool must take
+    /// whatever the broker forwards, as mosquitto_sub does. The receive buffer grows to the size
+    /// of a large message only when one arrives.
+    static let largestPacket = 268_435_455 + 5
 
     static func qos(_ value: Int, flag: String) throws(ToolFailure) -> QoS {
         guard let qos = QoS(rawValue: UInt8(clamping: max(0, value))), (0...2).contains(value) else {

@@ -11,6 +11,15 @@ struct SubCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sub",
         abstract: "Subscribe and print messages (mosquitto_sub's flags).",
+        discussion: """
+            Takes messages of any size MQTT allows (268,435,455 bytes), as mosquitto_sub does; \
+            the library's default limit (1 MiB, MQTTClientOptions.maximumIncomingPacketSize) \
+            would deliver a larger message as an `overflow` event with its first MiB only. \
+            The -t filters are subscribed in the order given. A filter the broker refuses \
+            (SUBACK 0x80, e.g. denied by its ACL) gets a warning on stderr and the others go \
+            on; when every filter is refused, it prints "All subscription requests were denied." \
+            and exits 0, as mosquitto_sub 2.0 does. (An MQTT 3.1 broker has no refusal code.)
+            """,
         helpNames: [.long]
     )
 
@@ -56,6 +65,11 @@ struct SubCommand: AsyncParsableCommand {
         let outcome = Outcome()
         let printer = Printer(verbose: verbose, newline: !noNewline, skipRetained: skipRetained, limit: count, outcome: outcome)
         client.on(.message) { _, message in printer.print(message) }
+        // Unreachable with the protocol's maximum as the limit (ConnectionOptions.largestPacket);
+        // kept so that a lower limit could never drop a message silently.
+        client.on(.overflow) { _, message in
+            writeStderr("Warning: message on '\(message.topic)' of \(message.totalPayloadLength) bytes is over the packet limit: not printed")
+        }
         client.on(.offline) { _ in
             outcome.finishWithError("connection lost", status: 1)
         }
@@ -75,17 +89,12 @@ struct SubCommand: AsyncParsableCommand {
             }
             do {
                 if !subscriptions.isEmpty {
-                    var table: [String: QoS] = [:]
-                    for filter in subscriptions { table[filter] = qos }
-                    try client.subscribe(table) { _, result in
-                        switch result {
-                        case .success(let granted):
-                            if let refused = granted.first(where: { $0.value == .failure }) {
-                                outcome.finishWithError("subscription to '\(refused.key)' refused by the broker", status: 1)
-                            }
-                        case .failure(let error):
-                            outcome.finishWithError("subscribe failed: \(error)", status: 1)
-                        }
+                    // One SUBSCRIBE per filter, in the order of the -t flags: the NodeMCU face's
+                    // multi-filter subscribe takes a dictionary (sorted by filter), which would
+                    // reorder them. The SUBACKs arrive in the same order.
+                    let tally = SubscriptionTally(filters: subscriptions, outcome: outcome)
+                    for filter in subscriptions {
+                        try client.subscribe(filter, qos: qos) { _, result in tally.answered(filter, result) }
                     }
                 }
                 if !unsubscribe.isEmpty {
@@ -107,6 +116,39 @@ struct SubCommand: AsyncParsableCommand {
         let status = outcome.wait(timeout: nil) ?? 1
         if !outcome.connectionEnded { closeAndWait(client) }
         Glibc.exit(status)
+    }
+}
+
+/// Collects the SUBACKs of the -t filters (on the loop thread): warns for each refused filter and
+/// ends the command when all were refused, as mosquitto_sub does.
+final class SubscriptionTally: @unchecked Sendable {
+    let outcome: Outcome
+    /// Loop thread only.
+    private var waiting: Int
+    private var granted = 0
+
+    init(filters: [String], outcome: Outcome) {
+        self.waiting = filters.count
+        self.outcome = outcome
+    }
+
+    func answered(_ filter: String, _ result: Result<SubAckReturnCode, MQTTClientError>) {
+        switch result {
+        case .success(.granted):
+            granted += 1
+        case .success(.failure):
+            // mosquitto_sub 2.0 shows refusals only in its -d trace; a warning is kinder.
+            writeStderr("Warning: subscription to '\(filter)' refused by the broker (SUBACK 0x80)")
+        case .failure(let error):
+            outcome.finishWithError("subscribe failed: \(error)", status: 1)
+            return
+        }
+        waiting -= 1
+        if waiting == 0 && granted == 0 && !outcome.isFinished {
+            // mosquitto_sub's words and status (2.0.11: DISCONNECT, then exit 0).
+            writeStderr("All subscription requests were denied.")
+            outcome.finish(0)
+        }
     }
 }
 
