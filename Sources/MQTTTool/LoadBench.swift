@@ -1,6 +1,8 @@
 import Histogram
 import Synchronization
+import MQTTProtocol
 import UVMQTT
+import UVReactor
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,7 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import MQTTProtocol
 import UVMQTT
+import UVReactor
 
 /// The checked settings of a many-client run (`mqtt bench conn|pub|sub -c ...`), emqtt-bench's
 /// flags and meanings. Everything is checked before any connection is made.

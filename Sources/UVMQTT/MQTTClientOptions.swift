@@ -129,7 +129,7 @@ public struct MQTTClientOptions: Sendable {
     }
 
     /// MQTT's largest packet: the 5-byte fixed header with a remaining length of 268,435,455.
-    public static let largestPacketSize = 268_435_455 + 5
+    public static let largestPacketSize = MQTTEncoder.maximumPacketSize
 
     /// The CONNECT packet these options describe.
     var connectPacket: ConnectPacket {

@@ -25,36 +25,28 @@ func validateTopicFilter(_ filter: String) throws(MQTTProtocolError) {
 }
 
 /// Checks that a PUBLISH of this topic and payload fits MQTT's remaining-length limit and
-/// `limit` (whole packet bytes; remaining length: MQTT 3.1.1 section 2.2.3).
+/// `limit` (whole packet bytes).
 func validatePublishSize(topic: String, payloadCount: Int, qos: QoS, limit: Int) throws(MQTTProtocolError) {
-    try checkPacketSize(remaining: 2 + topic.utf8.count + (qos == .atMostOnce ? 0 : 2) + payloadCount, limit: limit)
+    try checkPacketSize(MQTTEncoder.publishPacketSize(topicByteCount: topic.utf8.count, payloadCount: payloadCount, qos: qos),
+                        limit: limit)
 }
 
 /// Checks the filters and the size of a SUBSCRIBE.
 func validateSubscriptions(_ subscriptions: [TopicSubscription], limit: Int) throws(MQTTProtocolError) {
     if subscriptions.isEmpty { throw .noTopicFilters(.subscribe) }
-    var remaining = 2
-    for s in subscriptions {
-        try validateTopicFilter(s.filter)
-        remaining += 2 + s.filter.utf8.count + 1
-    }
-    try checkPacketSize(remaining: remaining, limit: limit)
+    for s in subscriptions { try validateTopicFilter(s.filter) }
+    try checkPacketSize(MQTTEncoder.subscribePacketSize(subscriptions), limit: limit)
 }
 
 /// Checks the filters and the size of an UNSUBSCRIBE.
 func validateUnsubscribe(_ filters: [String], limit: Int) throws(MQTTProtocolError) {
     if filters.isEmpty { throw .noTopicFilters(.unsubscribe) }
-    var remaining = 2
-    for f in filters {
-        try validateTopicFilter(f)
-        remaining += 2 + f.utf8.count
-    }
-    try checkPacketSize(remaining: remaining, limit: limit)
+    for f in filters { try validateTopicFilter(f) }
+    try checkPacketSize(MQTTEncoder.unsubscribePacketSize(filters), limit: limit)
 }
 
-private func checkPacketSize(remaining: Int, limit: Int) throws(MQTTProtocolError) {
-    let header = remaining < 128 ? 2 : remaining < 16_384 ? 3 : remaining < 2_097_152 ? 4 : 5
-    let size = header + remaining
-    let bound = min(limit, MQTTClientOptions.largestPacketSize)
-    if size > bound || remaining > 268_435_455 { throw .packetTooLarge(size: size, limit: bound) }
+/// A packet of `size` bytes against `limit` and MQTT's largest packet.
+private func checkPacketSize(_ size: Int, limit: Int) throws(MQTTProtocolError) {
+    let bound = min(limit, MQTTEncoder.maximumPacketSize)
+    if size > bound { throw .packetTooLarge(size: size, limit: bound) }
 }

@@ -121,12 +121,11 @@ extension MQTTToolSuites {
             #expect(seen == filters, "\(broker.log())")
         }
 
-        /// Disabled until the engine drains acknowledgements at `close` (the lead's rewrite): today
-        /// the DISCONNECT goes out right after the message is printed and the PUBCOMP never does
-        /// (broker log on 2026-12-04: `Received PUBREC from q2-sub`, `Sending PUBREL to q2-sub`,
-        /// `Received DISCONNECT from q2-sub`). Remove the trait once `close` drains.
-        @Test("-q 2 -C 1 completes the QoS 2 handshake (PUBCOMP) before DISCONNECT",
-              .disabled("needs engine drain: lead"))
+        /// Before `close(completion:)` drained acknowledgements, the DISCONNECT went out right
+        /// after the message was printed and the PUBCOMP never did (broker log on 2026-12-04:
+        /// `Received PUBREC from q2-sub`, `Sending PUBREL to q2-sub`, `Received DISCONNECT from
+        /// q2-sub`).
+        @Test("-q 2 -C 1 completes the QoS 2 handshake (PUBCOMP) before DISCONNECT")
         func qos2HandshakeBeforeDisconnect() throws {
             let broker = try MosquittoBroker.start()
             defer { broker.stop() }
