@@ -157,6 +157,12 @@ public final class MosquittoBroker: @unchecked Sendable {
         if removeDirectory { try? FileManager.default.removeItem(at: directory) }
     }
 
+    /// Sends `signal` to the broker process (`SIGSTOP` freezes it: it accepts nothing more and
+    /// reads nothing, as a hung broker would; `SIGCONT` resumes it).
+    public func send(signal: Int32) {
+        if let pid = lock.withLock({ process })?.pid { _ = Glibc.kill(pid, signal) }
+    }
+
     /// Kills the broker at once (no clean shutdown; persistence written at the last autosave only).
     public func kill() {
         take()?.terminate(signal: SIGKILL)
