@@ -1,7 +1,9 @@
 import Benchmark
 import RingBuffers
 import Synchronization
+import MQTTProtocol
 import UVMQTT
+import UVReactor
 #if canImport(Glibc)
 import Glibc
 #endif
