@@ -98,6 +98,12 @@ final class Publisher: @unchecked Sendable {
         self.window = qos == .atMostOnce ? 1_000 : 100
         client = NodeMCUClient(options: MQTTClientOptions(clientID: "bench-\(qos.rawValue)-\(payloadSize)", inflightWindow: 100))
         let connected = Atomic<Bool>(false)
+        // A fast QoS 0 publisher follows the connection's writability: above the high-water mark
+        // it stops and resumes when the bytes drained (a publish without completion that finds
+        // the send queue full would be dropped).
+        client.on(.writable) { [self] _, writable in
+            if writable && remaining > 0 && !scheduled { schedule() }
+        }
         client.on(.puback) { [self] _ in
             outstanding -= 1
             if remaining > 0 && !scheduled && outstanding <= window / 2 { schedule() }
@@ -124,10 +130,14 @@ final class Publisher: @unchecked Sendable {
         scheduled = false
         if qos == .atMostOnce {
             // Done when written: one batch per loop turn, written at the end of the turn.
-            let batch = min(window, remaining)
-            for _ in 0..<batch { try! client.publish("bench/t", payload, qos: qos) }
-            remaining -= batch
-            if remaining > 0 { schedule() }
+            var batch = min(window, remaining)
+            while batch > 0 && client.isWritable {
+                try! client.publish("bench/t", payload, qos: qos)
+                batch -= 1
+                remaining -= 1
+            }
+            // Not writable: the `writable` event schedules the next batch.
+            if remaining > 0 && client.isWritable { schedule() }
         } else {
             while remaining > 0 && outstanding < window {
                 outstanding += 1

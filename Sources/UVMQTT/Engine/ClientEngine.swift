@@ -299,7 +299,13 @@ final class ClientEngine: @unchecked Sendable {
         do {
             try machine.publish(message, token: completion?.token, whenFull: whenFull, now: now, into: &actions)
         } catch {
-            completion?.fail(error)
+            if let completion {
+                completion.fail(error)
+            } else {
+                // Nobody to tell but the log: a publisher without completion that outruns the
+                // queue should follow `isWritable` / the `writable` event.
+                logger?.warning("publish dropped", metadata: ["topic": "\(message.topic)", "error": "\(error)"])
+            }
         }
     }
 
