@@ -559,17 +559,17 @@ struct EngineTests {
 
 @Suite("Engine: long runs over the in-memory transport")
 struct EngineLongRunTests {
-    @Test("70,000 QoS 1 publishes in windows of 100, each acknowledged: every one completes (packet ids wrap)")
+    @Test("70,000 QoS 1 publishes in windows of 1,000, each acknowledged: every one completes (packet ids wrap)")
     func manyQoS1() async throws {
         let h = EngineHarness()
         defer { h.shutdown() }
-        let client = try await connectedNodeMCU(h)
+        let client = try await connectedNodeMCU(h, options { $0.inflightWindow = 1_000 })
         let completed = Locked(0)
         client.on(.puback) { _ in completed.withLock { $0 += 1 } }
-        for round in 0..<700 {
+        for round in 0..<70 {
             try await h.onLoop {
-                for _ in 0..<100 { try client.publish("w", [1, 2, 3], qos: .atLeastOnce) }
-                // The window (32) refills from the queue as acknowledgements arrive.
+                for _ in 0..<1_000 { try client.publish("w", [1, 2, 3], qos: .atLeastOnce) }
+                // The window refills from the queue as acknowledgements arrive.
                 for _ in 0..<10 {
                     let out = h.transport.readPackets()
                     if out.isEmpty { break }
@@ -578,7 +578,7 @@ struct EngineLongRunTests {
                     }
                 }
             }
-            if completed.withLock({ $0 }) != (round + 1) * 100 {
+            if completed.withLock({ $0 }) != (round + 1) * 1_000 {
                 Issue.record("round \(round): \(completed.withLock { $0 }) completed, in flight \(try await h.onLoop { client.engine.inflightCount }), queued \(try await h.onLoop { client.engine.queuedMessageCount })")
                 return
             }
