@@ -580,7 +580,7 @@ final class ClientEngine: @unchecked Sendable {
             }
             var opened: (any MQTTTransport)?
             opened = try environment.connector.open(
-                server: server, tls: tlsContext, timeout: options.connectTimeout,
+                server: server.resolvingSubprotocol(for: options.protocolVersion), tls: tlsContext, timeout: options.connectTimeout,
                 receiveBufferMaximum: options.maximumIncomingPacketSize
             ) { [self] result in
                 guard let pending = opened else { return }
@@ -659,6 +659,7 @@ final class ClientEngine: @unchecked Sendable {
         case .tlsHostnameMismatch(let detail): .tlsHostnameMismatch(detail)
         case .tlsPeerRequiredCertificate: .tlsClientCertificateRejected("the server requires a client certificate")
         case .tlsFailure(let detail): .tlsHandshakeFailed(detail)
+        case .webSocket(let detail): .transport("WebSocket: \(detail)")
         }
     }
 
