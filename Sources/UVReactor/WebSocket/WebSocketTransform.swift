@@ -113,7 +113,15 @@ public final class WebSocketTransform: StreamTransform {
             }
             state = .open
             let rest = UnsafeRawBufferPointer(rebasing: bytes[end...])
-            return try process(rest, plaintext: plaintext, output: output)
+            do {
+                return try process(rest, plaintext: plaintext, output: output)
+            } catch {
+                // The WebSocket is established; a frame that came with the response fails the
+                // open connection, not the connect: report the handshake done with bytes
+                // pending, so the connection delivers the payload before the bad frame and
+                // then calls again, which throws the recorded failure.
+                return TransformProgress(handshakeComplete: true, plaintextPending: true)
+            }
         case .open:
             return try process(bytes, plaintext: plaintext, output: output)
         }
