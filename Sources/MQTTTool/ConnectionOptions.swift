@@ -15,8 +15,14 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .customShort("p"), help: ArgumentHelp("Broker port (default 1883, 8883 with TLS).", valueName: "port"))
     var port: Int?
 
-    @Option(name: .customShort("L"), help: ArgumentHelp("mqtt(s)://[user[:password]@]host[:port]/topic (sets host, port, credentials, TLS and topic).", valueName: "url"))
+    @Option(name: .customShort("L"), help: ArgumentHelp("mqtt(s)://[user[:password]@]host[:port]/topic or ws(s)://... (sets host, port, credentials, TLS, WebSocket and topic).", valueName: "url"))
     var url: String?
+
+    @Flag(name: .customLong("ws"), help: "MQTT over WebSocket (wss with any TLS flag; default port 80, 443 with TLS).")
+    var webSocket = false
+
+    @Option(name: .customLong("ws-path"), help: ArgumentHelp("WebSocket request path (default /mqtt).", valueName: "path"))
+    var webSocketPath: String?
 
     @Option(name: .customShort("i"), help: ArgumentHelp("Client id (default mqtt-<command>-<pid>).", valueName: "id"))
     var id: String?
@@ -102,6 +108,7 @@ extension ConnectionOptions {
         var pass = password
         var urlTopic: String?
         var tlsFromURL = false
+        var useWebSocket = webSocket
         if let url {
             let parsed = try Self.parseURL(url)
             host = parsed.host
@@ -110,6 +117,10 @@ extension ConnectionOptions {
             if pass == nil { pass = parsed.password }
             urlTopic = parsed.topic
             tlsFromURL = parsed.tls
+            useWebSocket = useWebSocket || parsed.webSocket
+        }
+        if webSocketPath != nil && !useWebSocket {
+            throw ToolFailure("--ws-path needs --ws or a ws:// / wss:// URL")
         }
         if pass != nil && user == nil {
             throw ToolFailure("a password (-P) needs a user name (-u)")
@@ -139,7 +150,9 @@ extension ConnectionOptions {
             if let cert, let key { tls.clientCertificate = .pemFiles(certificate: cert, privateKey: key) }
             security = .tls(tls)
         }
-        let server = MQTTServer(host: host, port: port, security: security)
+        // The URL path of -L is the topic (as with mosquitto_sub), so the WebSocket path is its own flag.
+        let webSocketConfiguration = useWebSocket ? WebSocketConfiguration(path: webSocketPath ?? WebSocketConfiguration.defaultPath) : nil
+        let server = MQTTServer(host: host, port: port, security: security, webSocket: webSocketConfiguration)
 
         let clientID = id ?? "mqtt-\(command)-\(getpid())"
         if !cleanSession && id == nil {
@@ -185,6 +198,7 @@ extension ConnectionOptions {
 
     struct ParsedURL {
         var tls: Bool
+        var webSocket = false
         var host: String
         var port: Int?
         var user: String?
@@ -192,18 +206,29 @@ extension ConnectionOptions {
         var topic: String?
     }
 
-    /// Parses `mqtt(s)://[user[:password]@]host[:port][/topic]`.
+    /// Parses `mqtt(s)://[user[:password]@]host[:port][/topic]` (or `ws(s)://`, the same with
+    /// WebSocket).
     static func parseURL(_ url: String) throws(ToolFailure) -> ParsedURL {
         let tls: Bool
+        var webSocket = false
         var rest: Substring
-        if url.lowercased().hasPrefix("mqtt://") {
+        let lowered = url.lowercased()
+        if lowered.hasPrefix("mqtt://") {
             tls = false
             rest = url.dropFirst(7)
-        } else if url.lowercased().hasPrefix("mqtts://") {
+        } else if lowered.hasPrefix("mqtts://") {
             tls = true
             rest = url.dropFirst(8)
+        } else if lowered.hasPrefix("ws://") {
+            tls = false
+            webSocket = true
+            rest = url.dropFirst(5)
+        } else if lowered.hasPrefix("wss://") {
+            tls = true
+            webSocket = true
+            rest = url.dropFirst(6)
         } else {
-            throw ToolFailure("unsupported URL '\(url)' for -L (use mqtt:// or mqtts://)")
+            throw ToolFailure("unsupported URL '\(url)' for -L (use mqtt://, mqtts://, ws:// or wss://)")
         }
         var topic: String?
         if let slash = rest.firstIndex(of: "/") {
@@ -226,8 +251,8 @@ extension ConnectionOptions {
         do {
             let server = try MQTTServer(parsing: "\(tls ? "mqtts" : "mqtt")://\(rest)")
             let explicitPort = rest.contains("]:") || (!rest.hasPrefix("[") && rest.contains(":"))
-            return ParsedURL(tls: tls, host: server.host, port: explicitPort ? server.port : nil, user: user,
-                             password: password, topic: topic)
+            return ParsedURL(tls: tls, webSocket: webSocket, host: server.host, port: explicitPort ? server.port : nil,
+                             user: user, password: password, topic: topic)
         } catch {
             throw ToolFailure("invalid URL '\(url)' for -L: \(error)")
         }

@@ -305,8 +305,8 @@ public final class NodeMCUClient: Sendable {
     /// events report every later outcome.
     ///
     /// - Parameters:
-    ///   - host: Host name, IP literal, or an `mqtt://` / `mqtts://` URI.
-    ///   - port: Port; nil for the URI's, or 1883 / 8883.
+    ///   - host: Host name, IP literal, or an `mqtt://`, `mqtts://`, `ws://` or `wss://` URI.
+    ///   - port: Port; nil for the URI's, or 1883 / 8883 (80 / 443 for WebSocket).
     ///   - secure: `.off`, `.on` (system trust store), or `.tls(configuration)`; `.off` with an
     ///     `mqtts://` URI means `.on`.
     ///   - autoreconnect: Reconnect after a loss.
@@ -323,6 +323,24 @@ public final class NodeMCUClient: Sendable {
         failed: (@Sendable (NodeMCUClient, MQTTConnectionFailure) -> Void)? = nil
     ) throws {
         let server = try MQTTServer(parsing: host, port: port, security: secure)
+        try connect(to: server, autoreconnect: autoreconnect, connected: connected, failed: failed)
+    }
+
+    /// Connects to a server given as a value (host, port, security, WebSocket settings), as
+    /// ``connect(_:port:secure:autoreconnect:connected:failed:)`` does for a host or URI.
+    ///
+    /// - Parameters:
+    ///   - server: Where to connect.
+    ///   - autoreconnect: Reconnect after a loss.
+    ///   - connected: Runs when this attempt is accepted.
+    ///   - failed: Runs when this attempt fails, with the reason.
+    /// - Throws: ``MQTTClientError/alreadyConnected`` when a connection exists or is being made.
+    public func connect(
+        to server: MQTTServer,
+        autoreconnect: Bool = false,
+        connected: (@Sendable (NodeMCUClient) -> Void)? = nil,
+        failed: (@Sendable (NodeMCUClient, MQTTConnectionFailure) -> Void)? = nil
+    ) throws(MQTTClientError) {
         try engine.beginConnect()
         let onConnected = ClientCall(self, connected)
         let onFailed = ClientCall(self, failed)
