@@ -62,7 +62,8 @@ test-tsan: deps
 	  echo "ThreadSanitizer reported $$(grep -c 'WARNING: ThreadSanitizer' $(TSAN_LOG)) problem(s): see $(TSAN_LOG)"; exit 1; \
 	fi
 
-# libFuzzer target for the packet decoder (Fuzz/MQTTDecoderFuzz.swift). Built with swiftc directly,
+# libFuzzer target for the packet decoder (Fuzz/MQTTDecoderFuzz.swift), with a WebSocket-framed
+# mode (the pure frame decoder of Sources/UVReactor/WebSocket is compiled in). Built with swiftc directly,
 # not by SwiftPM, so that normal builds never see a target whose main() comes from libFuzzer.
 # FUZZ_TIME=seconds (default 180); new inputs go to .build-fuzz/corpus (created here, so it works
 # from a clean checkout), crashes to .build-fuzz/crash-* (and libFuzzer exits non-zero).
@@ -77,7 +78,8 @@ fuzz:
 	  -emit-module -emit-library -static -module-name MQTTProtocol \
 	  $$(find ../Sources/MQTTProtocol -name '*.swift' | sort) -o libMQTTProtocol.a
 	cd $(FUZZ_DIR) && $(FUZZ_SWIFTC) -I . -L . -lMQTTProtocol -lRingBuffers \
-	  ../Fuzz/MQTTDecoderFuzz.swift -o mqtt-decoder-fuzz
+	  ../Fuzz/MQTTDecoderFuzz.swift ../Sources/UVReactor/WebSocket/WebSocketFrameDecoder.swift \
+	  ../Sources/UVReactor/WebSocket/WebSocketError.swift -o mqtt-decoder-fuzz
 	cd $(FUZZ_DIR) && ./mqtt-decoder-fuzz -max_total_time=$(FUZZ_TIME) -max_len=4096 \
 	  -print_final_stats=1 corpus ../Fuzz/seeds
 
