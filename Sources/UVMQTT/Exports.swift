@@ -46,3 +46,5 @@ public typealias MQTTWebSocketConfiguration = UVReactor.WebSocketConfiguration
 public typealias MQTTHTTPHeader = UVReactor.HTTPHeader
 /// Why a WebSocket connection failed (``UVReactor/WebSocketError``).
 public typealias MQTTWebSocketError = UVReactor.WebSocketError
+/// The order of attempts over a server list (``MQTTProtocol/ServerRotation``).
+public typealias ServerRotation = MQTTProtocol.ServerRotation
