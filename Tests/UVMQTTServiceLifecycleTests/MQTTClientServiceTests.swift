@@ -168,9 +168,13 @@ struct MQTTClientServiceLifecycleTests {
                 return false
             }
             #expect(sawFailures)
+            // The stream is made before the restart: the client may connect (within its
+            // 200 ms back-off) before `restart()` returns, and a stream made later would not
+            // see that event.
+            let readiness = client.connectionEvents
             try broker.restart()
             let ready = try await withDeadline(testTimeout, "readiness") { () -> Bool in
-                for await event in client.connectionEvents {
+                for await event in readiness {
                     if case .connected = event { return true }
                 }
                 return false
