@@ -8,13 +8,15 @@ public enum MQTTConnectionEvent: Sendable, Hashable {
     /// A CONNACK accepted a connection (the first one or a reconnect). Without a kept session
     /// (`sessionPresent == false`) the client has re-subscribed the active subscriptions itself.
     case connected(sessionPresent: Bool)
-    /// A connection attempt failed, with the reason.
+    /// A connection attempt failed, with the reason. With a server list, one per failed
+    /// server; ``MQTTClient/currentServer`` names the server it is about.
     case connectFailed(MQTTConnectionFailure)
     /// An accepted connection ended, with the reason (``MQTTConnectionFailure/closedByUser``
     /// after ``MQTTClient/disconnect()``).
     case offline(MQTTConnectionFailure)
     /// The client waits `delay` before its reconnect attempt number `attempt` (1 for the first
-    /// retry).
+    /// retry). Inside a pass over a server list the next server is tried at once: `delay` is
+    /// zero and `attempt` is not counted up (the back-off counts passes).
     case reconnecting(attempt: Int, delay: Duration)
 }
 
