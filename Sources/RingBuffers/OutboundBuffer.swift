@@ -8,6 +8,11 @@
 /// bytes stable until an asynchronous write completes (libuv's `uv_write`) swaps in a second
 /// buffer for new appends (double buffering) rather than appending to one in flight.
 ///
+/// Lazy storage (many idle connections): a buffer made with `initialCapacity: 0` has no storage
+/// until the first append; with a ``OutboundStoragePool`` it takes a block from the pool then,
+/// and gives it back (or frees storage that outgrew the block) each time it drains, so an idle
+/// connection holds no send buffer while a busy one reuses the pool's blocks without `malloc`.
+///
 /// Not thread-safe: one owner (the event loop thread) uses it.
 public final class OutboundBuffer {
     // Exclusivity checks are disabled on the hot fields: the buffer has one owner, no access to
@@ -19,14 +24,41 @@ public final class OutboundBuffer {
     @exclusivity(unchecked) @usableFromInline var readIndex: Int = 0
     @exclusivity(unchecked) @usableFromInline var writeIndex: Int = 0
 
+    /// Where lazy storage comes from and goes back to when drained (nil: `malloc`, kept).
+    @usableFromInline let pool: OutboundStoragePool?
+
     /// Creates an empty buffer with `initialCapacity` bytes of storage (at least 64).
     public init(initialCapacity: Int = 64 * 1024) {
         self.capacity = max(64, initialCapacity)
         self.storage = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+        self.pool = nil
+    }
+
+    /// Creates an empty buffer without storage: the first append takes a block from `pool`
+    /// (or allocates one of the pool's block size, or larger for a larger append), and each
+    /// time the buffer drains the storage goes back to the pool.
+    public init(pool: OutboundStoragePool) {
+        self.capacity = 0
+        self.storage = OutboundStoragePool.noStorage
+        self.pool = pool
     }
 
     deinit {
-        storage.deallocate()
+        if capacity > 0 {
+            if let pool { pool.give(storage, capacity: capacity) } else { storage.deallocate() }
+        }
+    }
+
+    /// Whether the buffer holds storage now (false for a lazy buffer that is drained).
+    public var hasStorage: Bool { capacity > 0 }
+
+    /// Gives lazy storage back to the pool when drained.
+    @usableFromInline
+    func drained() {
+        guard let pool, capacity > 0 else { return }
+        pool.give(storage, capacity: capacity)
+        storage = OutboundStoragePool.noStorage
+        capacity = 0
     }
 
     /// Bytes appended and not yet released.
@@ -51,6 +83,7 @@ public final class OutboundBuffer {
         if readIndex == writeIndex {
             readIndex = 0
             writeIndex = 0
+            if pool != nil { drained() }
         }
     }
 
@@ -59,6 +92,7 @@ public final class OutboundBuffer {
     public func removeAll() {
         readIndex = 0
         writeIndex = 0
+        if pool != nil { drained() }
     }
 
     /// Makes room for `count` more bytes at the end.
@@ -70,6 +104,17 @@ public final class OutboundBuffer {
 
     @usableFromInline
     func makeRoom(_ count: Int) {
+        if capacity == 0 {
+            if let pool {
+                (storage, capacity) = pool.take(atLeast: count)
+            } else {
+                capacity = max(64, count)
+                storage = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+            }
+            readIndex = 0
+            writeIndex = 0
+            return
+        }
         let live = readableBytes
         if readIndex > 0 && capacity - live >= count && readIndex >= capacity / 2 {
             storage.copyMemory(from: storage + readIndex, byteCount: live)
@@ -78,7 +123,7 @@ public final class OutboundBuffer {
             while newCapacity - live < count { newCapacity *= 2 }
             let newStorage = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 16)
             newStorage.copyMemory(from: storage + readIndex, byteCount: live)
-            storage.deallocate()
+            if let pool { pool.give(storage, capacity: capacity) } else { storage.deallocate() }
             storage = newStorage
             capacity = newCapacity
         }
@@ -141,5 +186,59 @@ public final class OutboundBuffer {
     /// Copies the waiting bytes into an array (tests and slow paths).
     public func bytes() -> [UInt8] {
         [UInt8](readableRegion)
+    }
+}
+
+/// Storage blocks shared by the lazy ``OutboundBuffer``s of one owner (an event loop's
+/// connections): a drained buffer gives its block back, the next append takes one, so buffers
+/// that drain every loop iteration do not call `malloc`. Keeps at most ``maximumFreeBlocks``
+/// free blocks; storage of another size (a buffer that outgrew its block) is freed instead.
+///
+/// Not thread-safe: one owner (the event loop thread) uses it and its buffers.
+public final class OutboundStoragePool {
+    /// The size of a block.
+    public let blockSize: Int
+    /// The most free blocks kept.
+    public let maximumFreeBlocks: Int
+    private var free: [UnsafeMutableRawPointer] = []
+
+    @usableFromInline nonisolated(unsafe) static let noStorage = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 16)
+
+    /// Creates an empty pool.
+    ///
+    /// - Parameters:
+    ///   - blockSize: Bytes per block (at least 64).
+    ///   - maximumFreeBlocks: Free blocks kept for reuse.
+    public init(blockSize: Int = 16 * 1024, maximumFreeBlocks: Int = 64) {
+        self.blockSize = max(64, blockSize)
+        self.maximumFreeBlocks = max(0, maximumFreeBlocks)
+        free.reserveCapacity(self.maximumFreeBlocks)
+    }
+
+    deinit {
+        for block in free { block.deallocate() }
+    }
+
+    /// Free blocks held now.
+    public var freeBlockCount: Int { free.count }
+
+    /// A block, or storage of at least `count` bytes when that is more than a block.
+    func take(atLeast count: Int) -> (UnsafeMutableRawPointer, Int) {
+        if count <= blockSize {
+            if let block = free.popLast() { return (block, blockSize) }
+            return (UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16), blockSize)
+        }
+        var size = blockSize
+        while size < count { size *= 2 }
+        return (UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16), size)
+    }
+
+    /// Takes storage back: kept when it is a block and there is room, freed otherwise.
+    func give(_ storage: UnsafeMutableRawPointer, capacity: Int) {
+        if capacity == blockSize && free.count < maximumFreeBlocks {
+            free.append(storage)
+        } else {
+            storage.deallocate()
+        }
     }
 }

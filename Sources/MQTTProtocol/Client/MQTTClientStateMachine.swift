@@ -17,9 +17,10 @@
 /// reports about another transport are ignored. `docs/state-machine.md` has the full table.
 ///
 /// Per-message events (publish QoS 0 / 1, PUBACK, PUBLISH QoS 0 / 1 received) do not allocate:
-/// the in-flight window is a preallocated slot array with a reserved id index, received QoS 2
-/// ids live in a fixed bitmap, and stored messages keep the caller's `PublishPacket` (its topic
-/// and payload are retained, not copied).
+/// the in-flight window is a slot array with a reserved id index, received QoS 2 ids live in a
+/// fixed bitmap, and stored messages keep the caller's `PublishPacket` (its topic and payload
+/// are retained, not copied). Each of these is allocated whole by its first use and kept, so an
+/// idle client carries none of them (issue 9: memory per idle connection).
 public struct MQTTClientStateMachine: Sendable {
     /// The connection phase, for inspection.
     public enum ConnectionState: Sendable, Hashable {
@@ -121,7 +122,6 @@ public struct MQTTClientStateMachine: Sendable {
         queue = ClientRing(initialCapacity: min(max(configuration.maxQueuedMessages, 4), 64))
         waiting = ClientRing(initialCapacity: 4)
         jitter = JitterGenerator(seed: configuration.jitterSeed)
-        controls.reserveCapacity(16)
     }
 
     // MARK: Inspection

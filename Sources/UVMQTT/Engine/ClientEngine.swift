@@ -111,7 +111,7 @@ final class ClientEngine: @unchecked Sendable {
     @exclusivity(unchecked) var onEvent: ((EngineEvent) -> Void)?
 
     @exclusivity(unchecked) private var machine: MQTTClientStateMachine
-    @exclusivity(unchecked) private var actions = MQTTClientActions(capacity: 16)
+    @exclusivity(unchecked) private var actions = MQTTClientActions(capacity: 0)
     @exclusivity(unchecked) private var decoder: MQTTDecoder
     private var server: MQTTServer?
     private var tlsContext: TLSContext?
