@@ -9,8 +9,8 @@
 /// buffer for new appends (double buffering) rather than appending to one in flight.
 ///
 /// Lazy storage (many idle connections): a buffer made with `initialCapacity: 0` has no storage
-/// until the first append; with a ``OutboundStoragePool`` it takes a block from the pool then,
-/// and gives it back (or frees storage that outgrew the block) each time it drains, so an idle
+/// until the first append; with a ``OutboundStoragePool`` it takes a block from the pool then
+/// (of the size it needed last time) and gives it back each time it drains, so an idle
 /// connection holds no send buffer while a busy one reuses the pool's blocks without `malloc`.
 ///
 /// Not thread-safe: one owner (the event loop thread) uses it.
@@ -52,10 +52,14 @@ public final class OutboundBuffer {
     /// Whether the buffer holds storage now (false for a lazy buffer that is drained).
     public var hasStorage: Bool { capacity > 0 }
 
+    /// The size the next lazy storage starts at: what the buffer needed before it last drained.
+    @usableFromInline var nextStorageSize = 0
+
     /// Gives lazy storage back to the pool when drained.
     @usableFromInline
     func drained() {
         guard let pool, capacity > 0 else { return }
+        nextStorageSize = capacity
         pool.give(storage, capacity: capacity)
         storage = OutboundStoragePool.noStorage
         capacity = 0
@@ -106,7 +110,7 @@ public final class OutboundBuffer {
     func makeRoom(_ count: Int) {
         if capacity == 0 {
             if let pool {
-                (storage, capacity) = pool.take(atLeast: count)
+                (storage, capacity) = pool.take(atLeast: max(count, nextStorageSize))
             } else {
                 capacity = max(64, count)
                 storage = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
@@ -121,7 +125,12 @@ public final class OutboundBuffer {
         } else {
             var newCapacity = capacity
             while newCapacity - live < count { newCapacity *= 2 }
-            let newStorage = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 16)
+            let newStorage: UnsafeMutableRawPointer
+            if let pool {
+                (newStorage, newCapacity) = pool.take(atLeast: newCapacity)
+            } else {
+                newStorage = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 16)
+            }
             newStorage.copyMemory(from: storage + readIndex, byteCount: live)
             if let pool { pool.give(storage, capacity: capacity) } else { storage.deallocate() }
             storage = newStorage
@@ -190,55 +199,74 @@ public final class OutboundBuffer {
 }
 
 /// Storage blocks shared by the lazy ``OutboundBuffer``s of one owner (an event loop's
-/// connections): a drained buffer gives its block back, the next append takes one, so buffers
-/// that drain every loop iteration do not call `malloc`. Keeps at most ``maximumFreeBlocks``
-/// free blocks; storage of another size (a buffer that outgrew its block) is freed instead.
+/// connections), in power-of-two size classes from ``smallestBlock`` to ``largestBlock``: a
+/// drained buffer gives its block back, the next append takes one of the size the buffer needed
+/// last time, and growth moves to a block of the next class, so buffers that drain every loop
+/// iteration do not call `malloc`. Keeps at most ``maximumFreeBlocks`` free blocks per class;
+/// storage beyond the largest class is allocated and freed directly.
 ///
 /// Not thread-safe: one owner (the event loop thread) uses it and its buffers.
 public final class OutboundStoragePool {
-    /// The size of a block.
-    public let blockSize: Int
-    /// The most free blocks kept.
+    /// The smallest block (what a buffer starts with: a few small packets).
+    public let smallestBlock: Int
+    /// The largest pooled block.
+    public let largestBlock: Int
+    /// The most free blocks kept per size class.
     public let maximumFreeBlocks: Int
-    private var free: [UnsafeMutableRawPointer] = []
+    private var free: [[UnsafeMutableRawPointer]]
 
     @usableFromInline nonisolated(unsafe) static let noStorage = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 16)
 
     /// Creates an empty pool.
     ///
     /// - Parameters:
-    ///   - blockSize: Bytes per block (at least 64).
-    ///   - maximumFreeBlocks: Free blocks kept for reuse.
-    public init(blockSize: Int = 16 * 1024, maximumFreeBlocks: Int = 64) {
-        self.blockSize = max(64, blockSize)
+    ///   - smallestBlock: Bytes of the smallest class (a power of two, at least 64).
+    ///   - largestBlock: Bytes of the largest class (a power of two, at least the smallest).
+    ///   - maximumFreeBlocks: Free blocks kept for reuse per class.
+    public init(smallestBlock: Int = 1024, largestBlock: Int = 64 * 1024, maximumFreeBlocks: Int = 64) {
+        let smallest = ByteRing.roundUpToPowerOfTwo(max(64, smallestBlock))
+        self.smallestBlock = smallest
+        self.largestBlock = max(smallest, ByteRing.roundUpToPowerOfTwo(max(1, largestBlock)))
         self.maximumFreeBlocks = max(0, maximumFreeBlocks)
-        free.reserveCapacity(self.maximumFreeBlocks)
+        let classes = (self.largestBlock / smallest).trailingZeroBitCount + 1
+        free = (0..<classes).map { _ in
+            var list: [UnsafeMutableRawPointer] = []
+            list.reserveCapacity(max(0, maximumFreeBlocks))
+            return list
+        }
     }
 
     deinit {
-        for block in free { block.deallocate() }
+        for list in free { for block in list { block.deallocate() } }
     }
 
-    /// Free blocks held now.
-    public var freeBlockCount: Int { free.count }
+    /// Free blocks held now, over all classes.
+    public var freeBlockCount: Int { free.reduce(0) { $0 + $1.count } }
 
-    /// A block, or storage of at least `count` bytes when that is more than a block.
+    /// The block size for `count` bytes (a power of two, at least ``smallestBlock``).
+    func blockSize(for count: Int) -> Int {
+        ByteRing.roundUpToPowerOfTwo(max(smallestBlock, count))
+    }
+
+    /// Storage of at least `count` bytes: a pooled block up to ``largestBlock``.
     func take(atLeast count: Int) -> (UnsafeMutableRawPointer, Int) {
-        if count <= blockSize {
-            if let block = free.popLast() { return (block, blockSize) }
-            return (UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 16), blockSize)
+        let size = blockSize(for: count)
+        if size <= largestBlock {
+            let index = (size / smallestBlock).trailingZeroBitCount
+            if let block = free[index].popLast() { return (block, size) }
         }
-        var size = blockSize
-        while size < count { size *= 2 }
         return (UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16), size)
     }
 
-    /// Takes storage back: kept when it is a block and there is room, freed otherwise.
+    /// Takes storage back: kept when it is a block of a class with room, freed otherwise.
     func give(_ storage: UnsafeMutableRawPointer, capacity: Int) {
-        if capacity == blockSize && free.count < maximumFreeBlocks {
-            free.append(storage)
-        } else {
-            storage.deallocate()
+        if capacity >= smallestBlock && capacity <= largestBlock && capacity & (capacity - 1) == 0 {
+            let index = (capacity / smallestBlock).trailingZeroBitCount
+            if free[index].count < maximumFreeBlocks {
+                free[index].append(storage)
+                return
+            }
         }
+        storage.deallocate()
     }
 }

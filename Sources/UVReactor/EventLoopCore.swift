@@ -87,7 +87,7 @@ final class EventLoopCore: @unchecked Sendable {
     let sharedReadBuffer = SharedReadBuffer()
     /// Send-buffer blocks the loop's TCP connections share (loop thread only): a connection
     /// holds one only while it has unsent bytes.
-    let outboundPool = OutboundStoragePool(blockSize: 16 * 1024, maximumFreeBlocks: 64)
+    let outboundPool = OutboundStoragePool(smallestBlock: 1024, largestBlock: 256 * 1024, maximumFreeBlocks: 16)
 
     private enum Work {
         case closure(@Sendable () -> Void)

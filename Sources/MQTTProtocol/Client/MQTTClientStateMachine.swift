@@ -69,6 +69,8 @@ public struct MQTTClientStateMachine: Sendable {
     public var reconnect: ReconnectBackoff?
 
     let connectTimeout: Duration
+    /// ``MQTTClientConfiguration/attemptsAwaitAdmission``.
+    let attemptsAwaitAdmission: Bool
     let maxQueuedMessages: Int
     let maxQueuedBytes: Int
     let maxPendingRequests: Int
@@ -114,6 +116,7 @@ public struct MQTTClientStateMachine: Sendable {
         sentConnect = configuration.connect
         reconnect = configuration.reconnect
         connectTimeout = configuration.connectTimeout
+        attemptsAwaitAdmission = configuration.attemptsAwaitAdmission
         maxQueuedMessages = max(0, configuration.maxQueuedMessages)
         maxQueuedBytes = max(0, configuration.maxQueuedBytes)
         maxPendingRequests = max(1, configuration.maxPendingRequests)
@@ -568,6 +571,37 @@ public struct MQTTClientStateMachine: Sendable {
         updateDeadline()
     }
 
+    /// The executor admitted attempt `id` (its admission queue had room): the transport timeout
+    /// starts now. Only with ``MQTTClientConfiguration/attemptsAwaitAdmission``; the executor
+    /// opens the transport of ``MQTTClientAction/openTransport(_:)`` only after this call
+    /// returned true.
+    ///
+    /// - Parameters:
+    ///   - id: The transport, from ``MQTTClientAction/openTransport(_:)``.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out (none today).
+    /// - Returns: Whether `id` is still the attempt waiting for admission; false means the
+    ///   machine moved on (closed, failed, a newer attempt): release the admission at once and
+    ///   open nothing.
+    @discardableResult
+    public mutating func transportAttemptAdmitted(_ id: MQTTTransportID, now: MQTTInstant, into actions: inout MQTTClientActions) -> Bool {
+        guard id == transport, case .connectingTransport(let deadline) = state, deadline == Self.awaitingAdmission else {
+            return false
+        }
+        state = .connectingTransport(deadline: now + connectTimeout)
+        updateDeadline()
+        return true
+    }
+
+    /// Whether the current attempt waits for admission (no transport opened yet).
+    public var isAwaitingAdmission: Bool {
+        if case .connectingTransport(let deadline) = state { return deadline == Self.awaitingAdmission }
+        return false
+    }
+
+    /// The deadline of an attempt waiting for admission: never due.
+    static let awaitingAdmission = MQTTInstant(nanoseconds: .max)
+
     /// The transport `id` failed to come up (including when it could not even be created, for
     /// example no TLS engine) or went down.
     ///
@@ -744,7 +778,8 @@ public struct MQTTClientStateMachine: Sendable {
             return
         }
         sentConnect = packet
-        state = .connectingTransport(deadline: now + connectTimeout)
+        // Waiting for admission has no deadline: the transport timeout starts at admission.
+        state = .connectingTransport(deadline: attemptsAwaitAdmission ? Self.awaitingAdmission : now + connectTimeout)
         transportCounter &+= 1
         let id = MQTTTransportID(rawValue: transportCounter)
         transport = id
@@ -826,7 +861,7 @@ public struct MQTTClientStateMachine: Sendable {
         case .idle:
             desired = nil
         case .connectingTransport(let deadline), .awaitingConnAck(let deadline):
-            desired = deadline
+            desired = deadline == Self.awaitingAdmission ? nil : deadline
         case .waitingToReconnect(let at):
             desired = at
         case .connected, .disconnecting:

@@ -119,6 +119,10 @@ final class ClientEngine: @unchecked Sendable {
     @exclusivity(unchecked) private var transport: (any MQTTTransport)?
     @exclusivity(unchecked) private var transportID: MQTTTransportID?
     @exclusivity(unchecked) private var timer: (any MQTTEngineTimer)?
+    /// The attempt waiting in the loop's admission queue (``EventLoop/connectGate``).
+    private var attemptAwaitingAdmission: MQTTTransportID?
+    /// The admitted attempt holding a place in the queue (released at its CONNACK or failure).
+    private var attemptAdmitted: MQTTTransportID?
     @exclusivity(unchecked) private var armedGeneration: UInt64?
     @exclusivity(unchecked) private var needsFlush = false
 
@@ -367,6 +371,7 @@ final class ClientEngine: @unchecked Sendable {
         close()
         performActions()
         isShutDown = true
+        releaseAdmission()
         timer?.close()
         timer = nil
         onEvent?(.shutDown)
@@ -499,7 +504,7 @@ final class ClientEngine: @unchecked Sendable {
     private func perform(_ action: MQTTClientAction) {
         switch action {
         case .openTransport(let id):
-            openTransport(id)
+            requestAdmission(id)
         case .send(let packet):
             guard let transport else { return }
             if tracing { traceSent(packet) }
@@ -514,6 +519,7 @@ final class ClientEngine: @unchecked Sendable {
             closeTransport(id)
         case .connected(let sessionPresent):
             logger?.debug("connected", metadata: ["sessionPresent": "\(sessionPresent)"])
+            releaseAdmission()
             if let pending = pendingConnect {
                 pendingConnect = nil
                 pending(.success(sessionPresent))
@@ -521,6 +527,7 @@ final class ClientEngine: @unchecked Sendable {
             onEvent?(.connected(sessionPresent: sessionPresent))
         case .connectFailed(let failure, let willRetry):
             logger?.debug("connect failed", metadata: ["reason": "\(failure)", "willRetry": "\(willRetry)"])
+            releaseAdmission()
             if !willRetry { endActive() }
             if let pending = pendingConnect, !willRetry || completePendingConnectOnRetry {
                 pendingConnect = nil
@@ -565,6 +572,44 @@ final class ClientEngine: @unchecked Sendable {
     }
 
     // MARK: Transport
+
+    /// Queues attempt `id` in the loop's admission queue: at most
+    /// ``EventLoop/maximumConcurrentConnectionAttempts`` attempts run at once per loop, from the
+    /// transport's connect to the CONNACK (or failure); the machine starts the attempt's
+    /// timeout at admission. Reconnects queue the same way.
+    private func requestAdmission(_ id: MQTTTransportID) {
+        releaseAdmission()
+        attemptAwaitingAdmission = id
+        let gate = loop.connectGate
+        gate.acquire { [weak self] in
+            guard let self, !self.isShutDown, self.attemptAwaitingAdmission == id else {
+                gate.release()
+                return
+            }
+            self.attemptAwaitingAdmission = nil
+            self.attemptAdmitted = id
+            // Admission may run inside this engine's dispatch (a free place at once) or inside
+            // another client's (a place freed): `event` defers it in the first case.
+            self.event { engine in
+                guard engine.attemptAdmitted == id,
+                      engine.machine.transportAttemptAdmitted(id, now: engine.now, into: &engine.actions) else {
+                    if engine.attemptAdmitted == id { engine.releaseAdmission() }
+                    return
+                }
+                engine.openTransport(id)
+            }
+        }
+    }
+
+    /// Gives the admitted attempt's place back (its CONNACK came, or it ended), and forgets a
+    /// waiting one (it releases its place at once when admitted).
+    private func releaseAdmission() {
+        attemptAwaitingAdmission = nil
+        if attemptAdmitted != nil {
+            attemptAdmitted = nil
+            loop.connectGate.release()
+        }
+    }
 
     private func openTransport(_ id: MQTTTransportID) {
         guard let server else { return }
@@ -612,8 +657,17 @@ final class ClientEngine: @unchecked Sendable {
     }
 
     private func closeTransport(_ id: MQTTTransportID) {
+        if attemptAwaitingAdmission == id { attemptAwaitingAdmission = nil }
         guard id == transportID, let transport else { return }
         self.transport = nil
+        if attemptAdmitted == id {
+            // An attempt that ends before its CONNACK (timeout, refusal, close): nothing to
+            // drain, and a broker that never answered would hold the socket for the whole
+            // disconnect timeout; the socket goes at once.
+            transport.setEventHandler(nil)
+            transport.abort()
+            return
+        }
         if transport.isOpen {
             // The graceful close ends later (the broker read everything and closed its side, or
             // the disconnect timeout): then the close waiters run.
