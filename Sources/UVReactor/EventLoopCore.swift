@@ -83,6 +83,8 @@ final class EventLoopCore: @unchecked Sendable {
     private(set) var isClosing = false
     /// ``EventLoop/connectGate``.
     let connectGate: ConnectionAttemptGate
+    /// ``EventLoop/loopLocalObject`` (loop thread only).
+    var loopLocalObject: AnyObject?
     /// The read buffer the loop's TCP connections share (loop thread only).
     let sharedReadBuffer = SharedReadBuffer()
     /// Send-buffer blocks the loop's TCP connections share (loop thread only): a connection

@@ -935,6 +935,10 @@ public final class TCPConnection {
         state = .open
         connectTimer?.close()
         connectTimer = nil
+        // What connecting needed is not kept for the connection's life.
+        addresses = []
+        connectRequest?.deallocate()
+        connectRequest = nil
         let completion = connectCompletion
         connectCompletion = nil
         completion?(.success(self))

@@ -599,6 +599,12 @@ public struct MQTTClientStateMachine: Sendable {
         return false
     }
 
+    /// Frees the table of pending SUBSCRIBE / UNSUBSCRIBE requests once none is left: an idle
+    /// client keeps no table (subscribing is not on the per-message path).
+    mutating func releaseControlsIfEmpty() {
+        if controls.isEmpty && controls.capacity > 0 { controls = [:] }
+    }
+
     /// The deadline of an attempt waiting for admission: never due.
     static let awaitingAdmission = MQTTInstant(nanoseconds: .max)
 

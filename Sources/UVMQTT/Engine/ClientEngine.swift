@@ -111,7 +111,12 @@ final class ClientEngine: @unchecked Sendable {
     @exclusivity(unchecked) var onEvent: ((EngineEvent) -> Void)?
 
     @exclusivity(unchecked) private var machine: MQTTClientStateMachine
+    /// The machine's action list during a batch: the loop's shared one (``EngineLoopScratch``)
+    /// when free, else (a batch nested in another client's) one of this engine's own, freed
+    /// after the batch; empty between batches (an idle client holds no list).
     @exclusivity(unchecked) private var actions = MQTTClientActions(capacity: 0)
+    @exclusivity(unchecked) private var scratch: EngineLoopScratch?
+    @exclusivity(unchecked) private var borrowsScratch = false
     @exclusivity(unchecked) private var decoder: MQTTDecoder
     private var server: MQTTServer?
     private var tlsContext: TLSContext?
@@ -210,11 +215,39 @@ final class ClientEngine: @unchecked Sendable {
     @inline(__always)
     private func dispatch(_ body: (ClientEngine) -> Void) {
         dispatching = true
+        beginBatch()
         body(self)
         performActions()
         runDeferred()
+        endBatch()
         dispatching = false
         finishDispatch()
+    }
+
+    /// Takes the loop's shared action list for this batch (when no other batch holds it).
+    @inline(__always)
+    private func beginBatch() {
+        let scratch = self.scratch ?? EngineLoopScratch.of(loop)
+        self.scratch = scratch
+        // Actions queued outside a batch stay in this engine's own list.
+        if !scratch.inUse && actions.isEmpty {
+            scratch.inUse = true
+            borrowsScratch = true
+            swap(&actions, &scratch.actions)
+        }
+    }
+
+    /// Gives the shared list back, or frees this engine's own.
+    @inline(__always)
+    private func endBatch() {
+        if borrowsScratch {
+            borrowsScratch = false
+            actions.removeAll()
+            swap(&actions, &scratch.unsafelyUnwrapped.actions)
+            scratch.unsafelyUnwrapped.inUse = false
+        } else if !actions.isEmpty || actions.storageCapacity > 0 {
+            actions = MQTTClientActions(capacity: 0)
+        }
     }
 
     private func runDeferred() {
@@ -368,8 +401,11 @@ final class ClientEngine: @unchecked Sendable {
     /// Closes, ends the face's streams (`.shutDown`); the engine takes no more requests.
     func shutdown() {
         guard !isShutDown else { return }
+        let outside = !dispatching
+        if outside { beginBatch() }
         close()
         performActions()
+        if outside { endBatch() }
         isShutDown = true
         releaseAdmission()
         timer?.close()
@@ -466,6 +502,7 @@ final class ClientEngine: @unchecked Sendable {
         guard let current = transport, !machine.isReadingPaused, !dispatching else { return }
         let ring = current.inbound
         dispatching = true
+        beginBatch()
         let now = self.now
         while transport === current && !machine.isReadingPaused {
             let packet: InboundPacket?
@@ -485,6 +522,7 @@ final class ClientEngine: @unchecked Sendable {
             runDeferred()
         }
         runDeferred()
+        endBatch()
         dispatching = false
         finishDispatch()
     }
@@ -738,5 +776,20 @@ final class ClientEngine: @unchecked Sendable {
         guard let generation = armedGeneration else { return }
         armedGeneration = nil
         event { $0.machine.timerFired(generation: generation, now: $0.now, into: &$0.actions) }
+    }
+}
+
+/// What the engines on one event loop share (``EventLoop/loopLocalObject``): the machine's
+/// action list, borrowed for each batch, so that 20,000 idle clients do not hold 20,000 lists.
+final class EngineLoopScratch {
+    var actions = MQTTClientActions(capacity: 16)
+    var inUse = false
+
+    /// The loop's scratch, made on first use (loop thread).
+    static func of(_ loop: EventLoop) -> EngineLoopScratch {
+        if let existing = loop.loopLocalObject { return unsafeDowncast(existing, to: EngineLoopScratch.self) }
+        let made = EngineLoopScratch()
+        loop.loopLocalObject = made
+        return made
     }
 }
