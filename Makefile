@@ -28,7 +28,7 @@ build: deps
 # A third run holds the suites that measure the whole process (threads, fds, VmSize over
 # hundreds of client or loop lifetimes): beside other suites in the same process, their
 # baselines moved with the other tests' threads and buffers.
-PROCESS_SUITES := ^(UVMQTTTests\.LifecycleTests|UVReactorTests\.EventLoopLifetimeTests)
+PROCESS_SUITES := ^(UVMQTTTests\.LifecycleTests|UVMQTTTests\.ScaleTests|UVReactorTests\.EventLoopLifetimeTests)
 test: deps
 	swift build --build-tests $(SWIFT_FLAGS)
 	swift test --skip-build --disable-xctest --filter '^MQTTProtocolTests\.'

@@ -2,6 +2,7 @@ import Benchmark
 import RingBuffers
 import Synchronization
 import UVMQTT
+import UVReactor
 #if canImport(Glibc)
 import Glibc
 #endif
