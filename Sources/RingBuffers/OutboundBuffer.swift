@@ -44,9 +44,8 @@ public final class OutboundBuffer {
     }
 
     deinit {
-        if capacity > 0 {
-            if let pool { pool.give(storage, capacity: capacity) } else { storage.deallocate() }
-        }
+        // Freed, not given back: the last reference may go on another thread than the pool's.
+        if capacity > 0 { storage.deallocate() }
     }
 
     /// Whether the buffer holds storage now (false for a lazy buffer that is drained).

@@ -74,7 +74,9 @@ public final class TCPConnection {
     @exclusivity(unchecked) private var inFlight: OutboundBuffer
     @exclusivity(unchecked) private var writeInFlight = false
     @exclusivity(unchecked) private var flushScheduled = false
-    private let writeRequest: UnsafeMutablePointer<uv_write_t>
+    /// Made by the first `uv_write` (a write the kernel did not take at once) and kept: an idle
+    /// connection, whose writes `uv_try_write` takes whole, never needs one.
+    private var writeRequest: UnsafeMutablePointer<uv_write_t>?
     private var shutdownRequest: UnsafeMutablePointer<uv_shutdown_t>?
     @exclusivity(unchecked) private var reading = false
     @exclusivity(unchecked) private var readingPaused = false
@@ -130,17 +132,13 @@ public final class TCPConnection {
             self.inFlight = OutboundBuffer(initialCapacity: options.sendBufferInitialCapacity)
         }
         self.plaintextOut = transform == nil ? nil : OutboundBuffer(initialCapacity: options.sendBufferInitialCapacity)
-        self.writeRequest = .allocate(capacity: 1)
         if transform != nil {
             transformScratch = .allocate(byteCount: max(1024, options.transformReadBufferSize), alignment: 16)
         }
-        // Requests on the handle complete before the handle's close callback, which releases the
-        // last retain: an unretained pointer is enough for them.
-        writeRequest.pointee.data = Unmanaged.passUnretained(self).toOpaque()
     }
 
     deinit {
-        writeRequest.deallocate()
+        writeRequest?.deallocate()
         shutdownRequest?.deallocate()
         connectRequest?.deallocate()
         transformScratch?.deallocate()
@@ -266,7 +264,17 @@ public final class TCPConnection {
         writeInFlight = true
         buffer = Self.uvBuffer(inFlight.readableRegion)
         writeCallCount += 1
-        let status = uv_write(writeRequest, stream, &buffer, 1) { request, status in
+        let request: UnsafeMutablePointer<uv_write_t>
+        if let writeRequest {
+            request = writeRequest
+        } else {
+            request = .allocate(capacity: 1)
+            // Requests on the handle complete before the handle's close callback, which
+            // releases the last retain: an unretained pointer is enough for them.
+            request.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+            writeRequest = request
+        }
+        let status = uv_write(request, stream, &buffer, 1) { request, status in
             guard let data = request?.pointee.data else { return }
             Unmanaged<TCPConnection>.fromOpaque(data).takeUnretainedValue().didWrite(status: status)
         }

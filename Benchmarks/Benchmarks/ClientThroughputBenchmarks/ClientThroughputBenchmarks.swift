@@ -3,6 +3,7 @@ import RingBuffers
 import Synchronization
 import UVMQTT
 import UVReactor
+import MQTTProtocol
 #if canImport(Glibc)
 import Glibc
 #endif
