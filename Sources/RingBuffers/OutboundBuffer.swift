@@ -212,6 +212,9 @@ public final class OutboundStoragePool {
     public let largestBlock: Int
     /// The most free blocks kept per size class.
     public let maximumFreeBlocks: Int
+    /// The most bytes the free blocks may hold together.
+    public let maximumFreeBytes: Int
+    private var freeBytes = 0
     private var free: [[UnsafeMutableRawPointer]]
 
     @usableFromInline nonisolated(unsafe) static let noStorage = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 16)
@@ -222,7 +225,10 @@ public final class OutboundStoragePool {
     ///   - smallestBlock: Bytes of the smallest class (a power of two, at least 64).
     ///   - largestBlock: Bytes of the largest class (a power of two, at least the smallest).
     ///   - maximumFreeBlocks: Free blocks kept for reuse per class.
-    public init(smallestBlock: Int = 1024, largestBlock: Int = 64 * 1024, maximumFreeBlocks: Int = 64) {
+    ///   - maximumFreeBytes: Bytes the free blocks may hold together (default: unbounded).
+    public init(smallestBlock: Int = 1024, largestBlock: Int = 64 * 1024, maximumFreeBlocks: Int = 64,
+                maximumFreeBytes: Int = .max) {
+        self.maximumFreeBytes = maximumFreeBytes
         let smallest = ByteRing.roundUpToPowerOfTwo(max(64, smallestBlock))
         self.smallestBlock = smallest
         self.largestBlock = max(smallest, ByteRing.roundUpToPowerOfTwo(max(1, largestBlock)))
@@ -252,7 +258,10 @@ public final class OutboundStoragePool {
         let size = blockSize(for: count)
         if size <= largestBlock {
             let index = (size / smallestBlock).trailingZeroBitCount
-            if let block = free[index].popLast() { return (block, size) }
+            if let block = free[index].popLast() {
+                freeBytes -= size
+                return (block, size)
+            }
         }
         return (UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16), size)
     }
@@ -261,7 +270,8 @@ public final class OutboundStoragePool {
     func give(_ storage: UnsafeMutableRawPointer, capacity: Int) {
         if capacity >= smallestBlock && capacity <= largestBlock && capacity & (capacity - 1) == 0 {
             let index = (capacity / smallestBlock).trailingZeroBitCount
-            if free[index].count < maximumFreeBlocks {
+            if free[index].count < maximumFreeBlocks && freeBytes + capacity <= maximumFreeBytes {
+                freeBytes += capacity
                 free[index].append(storage)
                 return
             }

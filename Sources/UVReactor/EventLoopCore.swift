@@ -89,7 +89,8 @@ final class EventLoopCore: @unchecked Sendable {
     let sharedReadBuffer = SharedReadBuffer()
     /// Send-buffer blocks the loop's TCP connections share (loop thread only): a connection
     /// holds one only while it has unsent bytes.
-    let outboundPool = OutboundStoragePool(smallestBlock: 1024, largestBlock: 256 * 1024, maximumFreeBlocks: 16)
+    let outboundPool = OutboundStoragePool(smallestBlock: 1024, largestBlock: 8 * 1024 * 1024,
+                                           maximumFreeBlocks: 16, maximumFreeBytes: 16 * 1024 * 1024)
 
     private enum Work {
         case closure(@Sendable () -> Void)
