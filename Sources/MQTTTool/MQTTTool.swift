@@ -14,7 +14,7 @@ struct MQTTTool: AsyncParsableCommand {
             connection, TLS and transport failures; the CONNACK return code (1-5) when the \
             broker refuses the connection; 27 when `sub -W` timed out.
             """,
-        subcommands: [PubCommand.self, SubCommand.self, BenchCommand.self],
+        subcommands: [PubCommand.self, SubCommand.self, BenchCommand.self, ScaleCommand.self],
         // `-h` is the host, as in mosquitto_pub / mosquitto_sub.
         helpNames: [.long]
     )

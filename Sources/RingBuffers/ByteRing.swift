@@ -16,6 +16,15 @@
 /// Growth: ``reserve(_:)`` doubles the storage until it holds the requested number of bytes, up to
 /// ``maximumCapacity``. Growing linearises the readable bytes at the start of the new storage.
 ///
+/// Lazy storage: a ring made with `initialCapacity: 0` has no storage (capacity 0) until the
+/// first write, and ``releaseStorageIfEmpty()`` gives the storage back once drained.
+///
+/// Borrowed storage (a reader shared by many rings, such as an event loop's read buffer):
+/// ``adoptBorrowed(_:readable:)`` points the ring at memory it does not own, holding bytes
+/// already written there, so that the consumer decodes in place from the shared memory; then
+/// ``endBorrow()`` copies what the consumer left (a trailing partial packet) into storage of the
+/// ring's own, sized for it, or leaves the ring without storage when nothing is left.
+///
 /// Not thread-safe: one owner (the event loop thread) uses it.
 public final class ByteRing {
     // Exclusivity checks are disabled on the hot fields: the buffer has one owner, no access to
@@ -31,22 +40,95 @@ public final class ByteRing {
     @exclusivity(unchecked) public private(set) var capacity: Int
     /// The largest capacity the ring may grow to (a power of two).
     public let maximumCapacity: Int
+    /// Whether ``storage`` is borrowed (``adoptBorrowed(_:readable:)``): never deallocated here.
+    @exclusivity(unchecked) public private(set) var isBorrowing = false
+
+    /// A non-null placeholder for a ring without storage (capacity 0): never read, written or
+    /// deallocated.
+    @usableFromInline nonisolated(unsafe) static let noStorage = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 16)
 
     /// Creates a ring.
     ///
     /// - Parameters:
-    ///   - initialCapacity: Rounded up to a power of two (at least 64).
+    ///   - initialCapacity: Rounded up to a power of two (at least 64); 0 makes a ring without
+    ///     storage until the first write.
     ///   - maximumCapacity: Rounded up to a power of two, at least the initial capacity.
     public init(initialCapacity: Int = 16 * 1024, maximumCapacity: Int = 1 << 30) {
-        let initial = ByteRing.roundUpToPowerOfTwo(max(64, initialCapacity))
+        let initial = initialCapacity <= 0 ? 0 : ByteRing.roundUpToPowerOfTwo(max(64, initialCapacity))
         self.capacity = initial
         self.maximumCapacity = max(initial, ByteRing.roundUpToPowerOfTwo(max(1, maximumCapacity)))
-        self.mask = initial - 1
-        self.storage = UnsafeMutableRawPointer.allocate(byteCount: initial, alignment: 16)
+        self.mask = initial &- 1
+        self.storage = initial == 0 ? ByteRing.noStorage
+            : UnsafeMutableRawPointer.allocate(byteCount: initial, alignment: 16)
     }
 
     deinit {
-        storage.deallocate()
+        releaseOwnedStorage()
+    }
+
+    private func releaseOwnedStorage() {
+        if !isBorrowing && capacity > 0 { storage.deallocate() }
+    }
+
+    // MARK: Lazy and borrowed storage
+
+    /// Gives the storage back when nothing is readable (the next write allocates again).
+    public func releaseStorageIfEmpty() {
+        guard readIndex == writeIndex, capacity > 0 else { return }
+        releaseOwnedStorage()
+        isBorrowing = false
+        storage = ByteRing.noStorage
+        capacity = 0
+        mask = -1
+        readIndex = 0
+        writeIndex = 0
+    }
+
+    /// Points the ring at `buffer`, which the caller owns, whose first `readable` bytes are the
+    /// ring's readable bytes (the caller copied the ring's earlier readable bytes there first,
+    /// followed by the new ones). The ring's own storage is released. Until ``endBorrow()`` the
+    /// caller must keep `buffer` alive and not use it otherwise.
+    ///
+    /// - Parameters:
+    ///   - buffer: A power-of-two sized region, at most ``maximumCapacity``.
+    ///   - readable: The bytes at its start that are readable.
+    public func adoptBorrowed(_ buffer: UnsafeMutableRawBufferPointer, readable: Int) {
+        precondition(buffer.count > 0 && buffer.count & (buffer.count - 1) == 0 && buffer.count <= maximumCapacity,
+                     "a borrowed buffer must be a power of two no larger than the maximum capacity")
+        precondition(readable >= 0 && readable <= buffer.count)
+        releaseOwnedStorage()
+        storage = buffer.baseAddress!
+        capacity = buffer.count
+        mask = buffer.count - 1
+        readIndex = 0
+        writeIndex = readable
+        isBorrowing = true
+    }
+
+    /// Ends ``adoptBorrowed(_:readable:)``: copies the bytes still readable into storage of the
+    /// ring's own (the smallest power of two that holds them, at least 64 bytes), or, when none
+    /// are left, leaves the ring without storage. Nothing happens when the ring is not borrowing
+    /// (it grew into storage of its own meanwhile).
+    public func endBorrow() {
+        guard isBorrowing else { return }
+        let count = readableBytes
+        isBorrowing = false
+        if count == 0 {
+            storage = ByteRing.noStorage
+            capacity = 0
+            mask = -1
+            readIndex = 0
+            writeIndex = 0
+            return
+        }
+        let newCapacity = ByteRing.roundUpToPowerOfTwo(max(64, count))
+        let newStorage = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 16)
+        copyBytes(offset: 0, count: count, into: newStorage)
+        storage = newStorage
+        capacity = newCapacity
+        mask = newCapacity - 1
+        readIndex = 0
+        writeIndex = count
     }
 
     /// Smallest power of two that is at least `value` (value must be positive and at most 2^62).
@@ -204,12 +286,13 @@ public final class ByteRing {
 
     @usableFromInline
     func grow(toHold total: Int) {
-        let newCapacity = min(maximumCapacity, ByteRing.roundUpToPowerOfTwo(max(total, capacity &* 2)))
+        let newCapacity = min(maximumCapacity, ByteRing.roundUpToPowerOfTwo(max(64, total, capacity &* 2)))
         guard newCapacity > capacity else { return }
         let newStorage = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 16)
         let count = readableBytes
         if count > 0 { copyBytes(offset: 0, count: count, into: newStorage) }
-        storage.deallocate()
+        releaseOwnedStorage()
+        isBorrowing = false
         storage = newStorage
         capacity = newCapacity
         mask = newCapacity - 1

@@ -146,6 +146,8 @@ public struct MQTTClientOptions: Sendable {
             maxPendingRequests: maxPendingRequests, reconnect: nil,
             jitterSeed: jitterSeed)
         configuration.maximumOutgoingPacketSize = maximumOutgoingPacketSize
+        // The engine paces attempts through its loop's admission queue (`EventLoop.connectGate`).
+        configuration.attemptsAwaitAdmission = true
         return configuration
     }
 }

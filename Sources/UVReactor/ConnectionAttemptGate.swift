@@ -102,3 +102,18 @@ extension EventLoop {
         return core.connectGate
     }
 }
+
+extension EventLoop {
+    /// One object the layer above the reactor keeps per loop (the client engines' shared
+    /// scratch: one action list per loop instead of one per client). Loop thread only.
+    package var loopLocalObject: AnyObject? {
+        get {
+            assertInLoop()
+            return core.loopLocalObject
+        }
+        set {
+            assertInLoop()
+            core.loopLocalObject = newValue
+        }
+    }
+}

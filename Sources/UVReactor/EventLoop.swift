@@ -43,11 +43,20 @@ public final class EventLoop: @unchecked Sendable {
     let uvLoop: UnsafeMutablePointer<uv_loop_t>
 
     /// Creates a loop. Nothing runs until ``start()`` or ``run()``.
-    public init() {
-        core = EventLoopCore()
+    ///
+    /// - Parameter maximumConcurrentConnectionAttempts: How many client connection attempts
+    ///   (TCP connect through the MQTT CONNACK) the loop runs at once; the others wait in the
+    ///   order they were made, and each attempt's connect timeout starts when it is admitted.
+    ///   Default 64: a burst of thousands of connects then neither overflows the broker's listen
+    ///   queue nor times out while waiting (issue 9). At least 1.
+    public init(maximumConcurrentConnectionAttempts: Int = 64) {
+        core = EventLoopCore(maximumConcurrentConnectionAttempts: maximumConcurrentConnectionAttempts)
         uvLoop = core.uvLoop
         core.owner = self
     }
+
+    /// The most client connection attempts admitted at once (see ``init(maximumConcurrentConnectionAttempts:)``).
+    public var maximumConcurrentConnectionAttempts: Int { core.connectGate.maximumConcurrentAttempts }
 
     deinit {
         // The last reference is gone: nothing can submit work any more, so end the loop. On the

@@ -1,4 +1,5 @@
 import CLibUV
+import RingBuffers
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -81,14 +82,23 @@ final class EventLoopCore: @unchecked Sendable {
     /// Whether shutdown has begun (new resources are closed as soon as they register).
     private(set) var isClosing = false
     /// ``EventLoop/connectGate``.
-    let connectGate = ConnectionAttemptGate()
+    let connectGate: ConnectionAttemptGate
+    /// ``EventLoop/loopLocalObject`` (loop thread only).
+    var loopLocalObject: AnyObject?
+    /// The read buffer the loop's TCP connections share (loop thread only).
+    let sharedReadBuffer = SharedReadBuffer()
+    /// Send-buffer blocks the loop's TCP connections share (loop thread only): a connection
+    /// holds one only while it has unsent bytes.
+    let outboundPool = OutboundStoragePool(smallestBlock: 1024, largestBlock: 8 * 1024 * 1024,
+                                           maximumFreeBlocks: 16, maximumFreeBytes: 16 * 1024 * 1024)
 
     private enum Work {
         case closure(@Sendable () -> Void)
         case job(UnownedJob)
     }
 
-    init() {
+    init(maximumConcurrentConnectionAttempts: Int = ConnectionAttemptGate.defaultMaximumConcurrentAttempts) {
+        connectGate = ConnectionAttemptGate(maximumConcurrentAttempts: maximumConcurrentConnectionAttempts)
         uvLoop = .allocate(capacity: 1)
         wakeup = .allocate(capacity: 1)
         prepareHandle = .allocate(capacity: 1)

@@ -24,11 +24,14 @@ public final class EventLoopGroup: Sendable {
 
     /// Creates the group and starts its loops, each on a new thread.
     ///
-    /// - Parameter threads: The number of loops (threads), at least 1. Default: one per core
-    ///   (``System/coreCount``).
-    public init(threads: Int = System.coreCount) {
+    /// - Parameters:
+    ///   - threads: The number of loops (threads), at least 1. Default: one per core
+    ///     (``System/coreCount``).
+    ///   - maximumConcurrentConnectionAttempts: Connection attempts each loop runs at once (see
+    ///     ``EventLoop/init(maximumConcurrentConnectionAttempts:)``).
+    public init(threads: Int = System.coreCount, maximumConcurrentConnectionAttempts: Int = 64) {
         precondition(threads >= 1, "an EventLoopGroup needs at least one thread, got \(threads)")
-        loops = (0..<threads).map { _ in EventLoop() }
+        loops = (0..<threads).map { _ in EventLoop(maximumConcurrentConnectionAttempts: maximumConcurrentConnectionAttempts) }
         for loop in loops { loop.start() }
     }
 

@@ -59,6 +59,11 @@ public final class TCPConnection {
     @exclusivity(unchecked) private var tcp: UnsafeMutablePointer<uv_tcp_t>?
 
     private let transform: (any StreamTransform)?
+    /// Whether reads go to the loop's ``SharedReadBuffer`` (plain TCP, a ring that may hold it).
+    private let sharesReadBuffer: Bool
+    /// While a read into the shared buffer is under way: the bytes of the ring copied in front
+    /// of it; -1 otherwise.
+    @exclusivity(unchecked) private var sharedReadOffset = -1
     private var transformScratch: UnsafeMutableRawBufferPointer?
     @exclusivity(unchecked) private var transformPlaintextPending = false
     /// Application bytes before the transform (only with a transform).
@@ -69,7 +74,9 @@ public final class TCPConnection {
     @exclusivity(unchecked) private var inFlight: OutboundBuffer
     @exclusivity(unchecked) private var writeInFlight = false
     @exclusivity(unchecked) private var flushScheduled = false
-    private let writeRequest: UnsafeMutablePointer<uv_write_t>
+    /// Made by the first `uv_write` (a write the kernel did not take at once) and kept: an idle
+    /// connection, whose writes `uv_try_write` takes whole, never needs one.
+    private var writeRequest: UnsafeMutablePointer<uv_write_t>?
     private var shutdownRequest: UnsafeMutablePointer<uv_shutdown_t>?
     @exclusivity(unchecked) private var reading = false
     @exclusivity(unchecked) private var readingPaused = false
@@ -111,22 +118,27 @@ public final class TCPConnection {
         self.loop = loop
         self.options = options
         self.transform = transform
-        self.inbound = ByteRing(initialCapacity: options.receiveBufferInitialCapacity,
+        // Plain TCP with a ring that may hold a shared read (the usual case): no receive or send
+        // storage of its own until it is needed (issue 9), see `SharedReadBuffer`.
+        self.sharesReadBuffer = transform == nil
+            && ByteRing.roundUpToPowerOfTwo(max(1, options.receiveBufferMaximumCapacity)) >= SharedReadBuffer.size
+        self.inbound = ByteRing(initialCapacity: sharesReadBuffer ? 0 : options.receiveBufferInitialCapacity,
                                 maximumCapacity: options.receiveBufferMaximumCapacity)
-        self.wire = OutboundBuffer(initialCapacity: options.sendBufferInitialCapacity)
-        self.inFlight = OutboundBuffer(initialCapacity: options.sendBufferInitialCapacity)
+        if options.sendBufferInitialCapacity == 0 || transform == nil {
+            self.wire = OutboundBuffer(pool: loop.core.outboundPool)
+            self.inFlight = OutboundBuffer(pool: loop.core.outboundPool)
+        } else {
+            self.wire = OutboundBuffer(initialCapacity: options.sendBufferInitialCapacity)
+            self.inFlight = OutboundBuffer(initialCapacity: options.sendBufferInitialCapacity)
+        }
         self.plaintextOut = transform == nil ? nil : OutboundBuffer(initialCapacity: options.sendBufferInitialCapacity)
-        self.writeRequest = .allocate(capacity: 1)
         if transform != nil {
             transformScratch = .allocate(byteCount: max(1024, options.transformReadBufferSize), alignment: 16)
         }
-        // Requests on the handle complete before the handle's close callback, which releases the
-        // last retain: an unretained pointer is enough for them.
-        writeRequest.pointee.data = Unmanaged.passUnretained(self).toOpaque()
     }
 
     deinit {
-        writeRequest.deallocate()
+        writeRequest?.deallocate()
         shutdownRequest?.deallocate()
         connectRequest?.deallocate()
         transformScratch?.deallocate()
@@ -252,7 +264,17 @@ public final class TCPConnection {
         writeInFlight = true
         buffer = Self.uvBuffer(inFlight.readableRegion)
         writeCallCount += 1
-        let status = uv_write(writeRequest, stream, &buffer, 1) { request, status in
+        let request: UnsafeMutablePointer<uv_write_t>
+        if let writeRequest {
+            request = writeRequest
+        } else {
+            request = .allocate(capacity: 1)
+            // Requests on the handle complete before the handle's close callback, which
+            // releases the last retain: an unretained pointer is enough for them.
+            request.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+            writeRequest = request
+        }
+        let status = uv_write(request, stream, &buffer, 1) { request, status in
             guard let data = request?.pointee.data else { return }
             Unmanaged<TCPConnection>.fromOpaque(data).takeUnretainedValue().didWrite(status: status)
         }
@@ -367,11 +389,36 @@ public final class TCPConnection {
             return uv_buf_t(base: transformScratch.baseAddress?.assumingMemoryBound(to: CChar.self),
                             len: transformScratch.count)
         }
+        if sharesReadBuffer, !inbound.isBorrowing, let shared = loop.core.sharedReadBuffer.borrow() {
+            // The ring's partial packet goes in front (a copy of at most a quarter of the buffer:
+            // what a packet straddling two reads costs); a larger one is read into the ring.
+            let partial = inbound.readableBytes
+            if partial <= shared.count / 4 {
+                if partial > 0 { inbound.copyBytes(offset: 0, count: partial, into: shared.baseAddress!) }
+                sharedReadOffset = partial
+                return uv_buf_t(base: (shared.baseAddress! + partial).assumingMemoryBound(to: CChar.self),
+                                len: shared.count - partial)
+            }
+            loop.core.sharedReadBuffer.giveBack()
+        }
         let region = inbound.writableRegion(preferred: suggested)
         return uv_buf_t(base: region.baseAddress?.assumingMemoryBound(to: CChar.self), len: region.count)
     }
 
+    /// Ends a read from ``readBuffer(suggested:)`` that delivered nothing (the loop of
+    /// ``failAfterReadingRemains(_:)``).
+    private func abandonRead() {
+        if sharedReadOffset >= 0 {
+            sharedReadOffset = -1
+            loop.core.sharedReadBuffer.giveBack()
+        }
+    }
+
     private func didRead(_ count: Int) {
+        if sharedReadOffset >= 0 {
+            didReadShared(count)
+            return
+        }
         if state == .closing {
             discardWhileClosing(count)
             return
@@ -388,10 +435,35 @@ public final class TCPConnection {
             } else {
                 inbound.commitWrite(count)
                 deliverRead()
+                // A large packet read into the ring of the connection's own: give the storage
+                // back once drained (the next read goes to the shared buffer again).
+                if sharesReadBuffer { inbound.releaseStorageIfEmpty() }
             }
         } else if count == Int(UV_ENOBUFS.rawValue) {
             // The ring is full at its maximum size: stop until the consumer frees space.
             updateReading()
+        } else if count < 0 {
+            fail(.from(uv: Int32(count)))
+        }
+    }
+
+    /// A read into the loop's shared buffer: the ring borrows it for the consumer's decode, then
+    /// keeps only what is left (a partial packet) in storage of its own.
+    private func didReadShared(_ count: Int) {
+        let partial = sharedReadOffset
+        sharedReadOffset = -1
+        let shared = loop.core.sharedReadBuffer
+        if count > 0 && state == .open {
+            inbound.adoptBorrowed(shared.borrowedStorage, readable: partial + count)
+            deliverRead()
+            inbound.endBorrow()
+            shared.giveBack()
+            return
+        }
+        shared.giveBack()
+        if state == .closing {
+            // Bytes while closing are dropped (they never entered the ring).
+            discardWhileClosing(count > 0 ? 0 : count)
         } else if count < 0 {
             fail(.from(uv: Int32(count)))
         }
@@ -579,9 +651,15 @@ public final class TCPConnection {
                 while reads < 256 && (state == .open || state == .handshaking) && self.tcp != nil {
                     reads += 1
                     let buffer = readBuffer(suggested: 64 * 1024)
-                    guard buffer.len > 0 else { break }
+                    guard buffer.len > 0 else {
+                        abandonRead()
+                        break
+                    }
                     let count = recv(fd, buffer.base, buffer.len, Int32(MSG_DONTWAIT))
-                    guard count > 0 else { break }
+                    guard count > 0 else {
+                        abandonRead()
+                        break
+                    }
                     didRead(count)
                 }
             }
@@ -865,6 +943,10 @@ public final class TCPConnection {
         state = .open
         connectTimer?.close()
         connectTimer = nil
+        // What connecting needed is not kept for the connection's life.
+        addresses = []
+        connectRequest?.deallocate()
+        connectRequest = nil
         let completion = connectCompletion
         connectCompletion = nil
         completion?(.success(self))

@@ -1,14 +1,17 @@
 /// A FIFO over a power-of-two ring of optional slots; grows by doubling, never shrinks, so a
-/// queue that has reached its working size no longer allocates.
+/// queue that has reached its working size no longer allocates. No storage until the first
+/// element (an idle client pays nothing for its queues).
 struct ClientRing<Element> {
-    private var slots: ContiguousArray<Element?>
+    private var slots: ContiguousArray<Element?> = []
     private var head = 0
     private(set) var count = 0
+    /// The slots allocated by the first append.
+    private let firstCapacity: Int
 
     init(initialCapacity: Int) {
         var capacity = 4
         while capacity < initialCapacity { capacity <<= 1 }
-        slots = ContiguousArray(repeating: nil, count: capacity)
+        firstCapacity = capacity
     }
 
     var isEmpty: Bool { count == 0 }
@@ -65,7 +68,7 @@ struct ClientRing<Element> {
     }
 
     private mutating func grow() {
-        var bigger = ContiguousArray<Element?>(repeating: nil, count: slots.count * 2)
+        var bigger = ContiguousArray<Element?>(repeating: nil, count: max(firstCapacity, slots.count * 2))
         for i in 0..<count {
             bigger[i] = slots[(head &+ i) & (slots.count &- 1)]
         }
@@ -75,22 +78,22 @@ struct ClientRing<Element> {
 }
 
 /// A set of packet identifiers as a 65,536-bit bitmap (8 KiB): insert, remove and lookup in
-/// constant time with no allocation after creation.
+/// constant time. The bitmap is allocated by the first insert (a client that never receives
+/// QoS 2 never pays for it) and kept afterwards, so a QoS 2 stream does not allocate.
 struct PacketIDSet {
-    private var words: [UInt64]
+    private var words: [UInt64] = []
     private(set) var count = 0
 
-    init() {
-        words = [UInt64](repeating: 0, count: 1024)
-    }
+    init() {}
 
     func contains(_ id: UInt16) -> Bool {
-        words[Int(id >> 6)] & (1 << UInt64(id & 63)) != 0
+        count > 0 && words[Int(id >> 6)] & (1 << UInt64(id & 63)) != 0
     }
 
     /// Returns true when `id` was not in the set.
     @discardableResult
     mutating func insert(_ id: UInt16) -> Bool {
+        if words.isEmpty { words = [UInt64](repeating: 0, count: 1024) }
         let index = Int(id >> 6)
         let bit: UInt64 = 1 << UInt64(id & 63)
         if words[index] & bit != 0 { return false }
@@ -102,6 +105,7 @@ struct PacketIDSet {
     /// Returns true when `id` was in the set.
     @discardableResult
     mutating func remove(_ id: UInt16) -> Bool {
+        guard count > 0 else { return false }
         let index = Int(id >> 6)
         let bit: UInt64 = 1 << UInt64(id & 63)
         if words[index] & bit == 0 { return false }
@@ -151,23 +155,23 @@ struct QueuedMessage {
 
 /// Packet id → slot, as open addressing over a power-of-two table at most half full, with the
 /// id itself as the hash (ids are handed out in sequence, so they spread evenly) and
-/// backward-shift deletion (no tombstones). Sized once; never allocates afterwards.
+/// backward-shift deletion (no tombstones). Sized once, by the first insert; never allocates
+/// afterwards.
 struct PacketIDIndex {
     /// 0 marks an empty cell: packet id 0 is never used [MQTT-2.3.1-1].
-    private var keys: [UInt16]
-    private var values: [Int32]
+    private var keys: [UInt16] = []
+    private var values: [Int32] = []
     private let mask: Int
     private(set) var count = 0
 
     init(capacity: Int) {
         var size = 4
         while size < capacity * 2 { size <<= 1 }
-        keys = [UInt16](repeating: 0, count: size)
-        values = [Int32](repeating: 0, count: size)
         mask = size - 1
     }
 
     func find(_ id: UInt16) -> Int? {
+        if count == 0 { return nil }
         var i = Int(id) & mask
         while true {
             let key = keys[i]
@@ -179,6 +183,10 @@ struct PacketIDIndex {
 
     /// Adds `id`, which must be absent and non-zero, with fewer than `capacity` entries.
     mutating func insert(_ id: UInt16, value: Int) {
+        if keys.isEmpty {
+            keys = [UInt16](repeating: 0, count: mask + 1)
+            values = [Int32](repeating: 0, count: mask + 1)
+        }
         var i = Int(id) & mask
         while keys[i] != 0 { i = (i &+ 1) & mask }
         keys[i] = id
@@ -187,6 +195,7 @@ struct PacketIDIndex {
     }
 
     mutating func remove(_ id: UInt16) -> Int? {
+        if count == 0 { return nil }
         var i = Int(id) & mask
         while true {
             let key = keys[i]
@@ -214,22 +223,23 @@ struct PacketIDIndex {
     }
 }
 
-/// The in-flight window: a preallocated slot array plus a packet-id index sized up front, so
-/// that adding and acknowledging a message does not allocate.
+/// The in-flight window: a slot array plus a packet-id index, both sized for the whole window
+/// by the first insert (an idle client, or one that only publishes at QoS 0, pays nothing), so
+/// that adding and acknowledging a message does not allocate afterwards.
 struct InflightTable {
-    private var slots: [OutgoingMessage?]
-    private var freeSlots: [Int]
+    private var slots: [OutgoingMessage?] = []
+    private var freeSlots: [Int] = []
     private var slotByID: PacketIDIndex
+    /// The window size.
+    let capacity: Int
 
     init(capacity: Int) {
-        slots = [OutgoingMessage?](repeating: nil, count: capacity)
-        freeSlots = Array((0..<capacity).reversed())
+        self.capacity = capacity
         slotByID = PacketIDIndex(capacity: capacity)
     }
 
-    var capacity: Int { slots.count }
     var count: Int { slotByID.count }
-    var isFull: Bool { freeSlots.isEmpty }
+    var isFull: Bool { count >= capacity }
 
     func contains(_ id: UInt16) -> Bool { slotByID.find(id) != nil }
 
@@ -240,6 +250,10 @@ struct InflightTable {
 
     /// Adds a message; the caller checked `isFull` and that the id is free.
     mutating func insert(_ message: OutgoingMessage) {
+        if slots.isEmpty {
+            slots = [OutgoingMessage?](repeating: nil, count: capacity)
+            freeSlots = Array((0..<capacity).reversed())
+        }
         guard let slot = freeSlots.popLast() else { return }
         slots[slot] = message
         slotByID.insert(message.message.packetID, value: slot)

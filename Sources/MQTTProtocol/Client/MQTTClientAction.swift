@@ -150,6 +150,9 @@ public struct MQTTClientActions: RandomAccessCollection {
     /// The action at `position`, in the order it must be carried out.
     public subscript(position: Int) -> MQTTClientAction { storage[position] }
 
+    /// The actions the storage holds without growing.
+    public var storageCapacity: Int { storage.capacity }
+
     /// Removes every action and keeps the storage.
     @inlinable
     public mutating func removeAll() {

@@ -28,6 +28,12 @@ public struct MQTTClientConfiguration: Sendable {
     /// Seed of the generator that draws the back-off jitter (give a random seed in production,
     /// a fixed one in tests). Default 0.
     public var jitterSeed: UInt64
+    /// Whether each attempt waits for admission before its transport is opened (an executor
+    /// that paces connection attempts, such as an event loop's admission queue): the attempt
+    /// then has no deadline until ``MQTTClientStateMachine/transportAttemptAdmitted(_:now:into:)``,
+    /// and its transport timeout starts there. Default false: the timeout starts with the
+    /// attempt.
+    public var attemptsAwaitAdmission: Bool = false
 
     /// Creates a configuration.
     ///

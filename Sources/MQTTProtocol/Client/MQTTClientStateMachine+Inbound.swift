@@ -246,6 +246,7 @@ extension MQTTClientStateMachine {
             return
         }
         controls[suback.packetID] = nil
+        releaseControlsIfEmpty()
         for (index, subscription) in requested.enumerated() {
             let code = index < suback.returnCodes.count ? suback.returnCodes[index] : .failure
             if let existing = subscriptions.firstIndex(where: { $0.filter == subscription.filter }) {
@@ -275,6 +276,7 @@ extension MQTTClientStateMachine {
             return
         }
         controls[packetID] = nil
+        releaseControlsIfEmpty()
         subscriptions.removeAll { filters.contains($0.filter) }
         actions.append(.unsubscribeCompleted(control.token, packetID: packetID))
     }

@@ -17,9 +17,10 @@
 /// reports about another transport are ignored. `docs/state-machine.md` has the full table.
 ///
 /// Per-message events (publish QoS 0 / 1, PUBACK, PUBLISH QoS 0 / 1 received) do not allocate:
-/// the in-flight window is a preallocated slot array with a reserved id index, received QoS 2
-/// ids live in a fixed bitmap, and stored messages keep the caller's `PublishPacket` (its topic
-/// and payload are retained, not copied).
+/// the in-flight window is a slot array with a reserved id index, received QoS 2 ids live in a
+/// fixed bitmap, and stored messages keep the caller's `PublishPacket` (its topic and payload
+/// are retained, not copied). Each of these is allocated whole by its first use and kept, so an
+/// idle client carries none of them (issue 9: memory per idle connection).
 public struct MQTTClientStateMachine: Sendable {
     /// The connection phase, for inspection.
     public enum ConnectionState: Sendable, Hashable {
@@ -74,6 +75,8 @@ public struct MQTTClientStateMachine: Sendable {
     public var servers = ServerRotation(count: 1)
 
     let connectTimeout: Duration
+    /// ``MQTTClientConfiguration/attemptsAwaitAdmission``.
+    let attemptsAwaitAdmission: Bool
     let maxQueuedMessages: Int
     let maxQueuedBytes: Int
     let maxPendingRequests: Int
@@ -119,6 +122,7 @@ public struct MQTTClientStateMachine: Sendable {
         sentConnect = configuration.connect
         reconnect = configuration.reconnect
         connectTimeout = configuration.connectTimeout
+        attemptsAwaitAdmission = configuration.attemptsAwaitAdmission
         maxQueuedMessages = max(0, configuration.maxQueuedMessages)
         maxQueuedBytes = max(0, configuration.maxQueuedBytes)
         maxPendingRequests = max(1, configuration.maxPendingRequests)
@@ -127,7 +131,6 @@ public struct MQTTClientStateMachine: Sendable {
         queue = ClientRing(initialCapacity: min(max(configuration.maxQueuedMessages, 4), 64))
         waiting = ClientRing(initialCapacity: 4)
         jitter = JitterGenerator(seed: configuration.jitterSeed)
-        controls.reserveCapacity(16)
     }
 
     // MARK: Inspection
@@ -575,6 +578,43 @@ public struct MQTTClientStateMachine: Sendable {
         updateDeadline()
     }
 
+    /// The executor admitted attempt `id` (its admission queue had room): the transport timeout
+    /// starts now. Only with ``MQTTClientConfiguration/attemptsAwaitAdmission``; the executor
+    /// opens the transport of ``MQTTClientAction/openTransport(_:)`` only after this call
+    /// returned true.
+    ///
+    /// - Parameters:
+    ///   - id: The transport, from ``MQTTClientAction/openTransport(_:)``.
+    ///   - now: The current instant.
+    ///   - actions: Receives the actions to carry out (none today).
+    /// - Returns: Whether `id` is still the attempt waiting for admission; false means the
+    ///   machine moved on (closed, failed, a newer attempt): release the admission at once and
+    ///   open nothing.
+    @discardableResult
+    public mutating func transportAttemptAdmitted(_ id: MQTTTransportID, now: MQTTInstant, into actions: inout MQTTClientActions) -> Bool {
+        guard id == transport, case .connectingTransport(let deadline) = state, deadline == Self.awaitingAdmission else {
+            return false
+        }
+        state = .connectingTransport(deadline: now + connectTimeout)
+        updateDeadline()
+        return true
+    }
+
+    /// Whether the current attempt waits for admission (no transport opened yet).
+    public var isAwaitingAdmission: Bool {
+        if case .connectingTransport(let deadline) = state { return deadline == Self.awaitingAdmission }
+        return false
+    }
+
+    /// Frees the table of pending SUBSCRIBE / UNSUBSCRIBE requests once none is left: an idle
+    /// client keeps no table (subscribing is not on the per-message path).
+    mutating func releaseControlsIfEmpty() {
+        if controls.isEmpty && controls.capacity > 0 { controls = [:] }
+    }
+
+    /// The deadline of an attempt waiting for admission: never due.
+    static let awaitingAdmission = MQTTInstant(nanoseconds: .max)
+
     /// The transport `id` failed to come up (including when it could not even be created, for
     /// example no TLS engine) or went down.
     ///
@@ -751,7 +791,8 @@ public struct MQTTClientStateMachine: Sendable {
             return
         }
         sentConnect = packet
-        state = .connectingTransport(deadline: now + connectTimeout)
+        // Waiting for admission has no deadline: the transport timeout starts at admission.
+        state = .connectingTransport(deadline: attemptsAwaitAdmission ? Self.awaitingAdmission : now + connectTimeout)
         transportCounter &+= 1
         let id = MQTTTransportID(rawValue: transportCounter)
         transport = id
@@ -846,7 +887,7 @@ public struct MQTTClientStateMachine: Sendable {
         case .idle:
             desired = nil
         case .connectingTransport(let deadline), .awaitingConnAck(let deadline):
-            desired = deadline
+            desired = deadline == Self.awaitingAdmission ? nil : deadline
         case .waitingToReconnect(let at):
             desired = at
         case .connected, .disconnecting:

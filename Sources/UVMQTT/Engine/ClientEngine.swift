@@ -111,7 +111,12 @@ final class ClientEngine: @unchecked Sendable {
     @exclusivity(unchecked) var onEvent: ((EngineEvent) -> Void)?
 
     @exclusivity(unchecked) private var machine: MQTTClientStateMachine
-    @exclusivity(unchecked) private var actions = MQTTClientActions(capacity: 16)
+    /// The machine's action list during a batch: the loop's shared one (``EngineLoopScratch``)
+    /// when free, else (a batch nested in another client's) one of this engine's own, freed
+    /// after the batch; empty between batches (an idle client holds no list).
+    @exclusivity(unchecked) private var actions = MQTTClientActions(capacity: 0)
+    @exclusivity(unchecked) private var scratch: EngineLoopScratch?
+    @exclusivity(unchecked) private var borrowsScratch = false
     @exclusivity(unchecked) private var decoder: MQTTDecoder
     /// The servers of the current `connect`, in the caller's order; the machine's
     /// ``ServerRotation`` picks the one for each attempt.
@@ -126,6 +131,10 @@ final class ClientEngine: @unchecked Sendable {
     @exclusivity(unchecked) private var transport: (any MQTTTransport)?
     @exclusivity(unchecked) private var transportID: MQTTTransportID?
     @exclusivity(unchecked) private var timer: (any MQTTEngineTimer)?
+    /// The attempt waiting in the loop's admission queue (``EventLoop/connectGate``).
+    private var attemptAwaitingAdmission: MQTTTransportID?
+    /// The admitted attempt holding a place in the queue (released at its CONNACK or failure).
+    private var attemptAdmitted: MQTTTransportID?
     @exclusivity(unchecked) private var armedGeneration: UInt64?
     @exclusivity(unchecked) private var needsFlush = false
 
@@ -214,11 +223,39 @@ final class ClientEngine: @unchecked Sendable {
     @inline(__always)
     private func dispatch(_ body: (ClientEngine) -> Void) {
         dispatching = true
+        beginBatch()
         body(self)
         performActions()
         runDeferred()
+        endBatch()
         dispatching = false
         finishDispatch()
+    }
+
+    /// Takes the loop's shared action list for this batch (when no other batch holds it).
+    @inline(__always)
+    private func beginBatch() {
+        let scratch = self.scratch ?? EngineLoopScratch.of(loop)
+        self.scratch = scratch
+        // Actions queued outside a batch stay in this engine's own list.
+        if !scratch.inUse && actions.isEmpty {
+            scratch.inUse = true
+            borrowsScratch = true
+            swap(&actions, &scratch.actions)
+        }
+    }
+
+    /// Gives the shared list back, or frees this engine's own.
+    @inline(__always)
+    private func endBatch() {
+        if borrowsScratch {
+            borrowsScratch = false
+            actions.removeAll()
+            swap(&actions, &scratch.unsafelyUnwrapped.actions)
+            scratch.unsafelyUnwrapped.inUse = false
+        } else if !actions.isEmpty || actions.storageCapacity > 0 {
+            actions = MQTTClientActions(capacity: 0)
+        }
     }
 
     private func runDeferred() {
@@ -394,9 +431,13 @@ final class ClientEngine: @unchecked Sendable {
     /// Closes, ends the face's streams (`.shutDown`); the engine takes no more requests.
     func shutdown() {
         guard !isShutDown else { return }
+        let outside = !dispatching
+        if outside { beginBatch() }
         close()
         performActions()
+        if outside { endBatch() }
         isShutDown = true
+        releaseAdmission()
         timer?.close()
         timer = nil
         onEvent?(.shutDown)
@@ -491,6 +532,7 @@ final class ClientEngine: @unchecked Sendable {
         guard let current = transport, !machine.isReadingPaused, !dispatching else { return }
         let ring = current.inbound
         dispatching = true
+        beginBatch()
         let now = self.now
         while transport === current && !machine.isReadingPaused {
             let packet: InboundPacket?
@@ -510,6 +552,7 @@ final class ClientEngine: @unchecked Sendable {
             runDeferred()
         }
         runDeferred()
+        endBatch()
         dispatching = false
         finishDispatch()
     }
@@ -529,7 +572,7 @@ final class ClientEngine: @unchecked Sendable {
     private func perform(_ action: MQTTClientAction) {
         switch action {
         case .openTransport(let id):
-            openTransport(id)
+            requestAdmission(id)
         case .send(let packet):
             guard let transport else { return }
             if tracing { traceSent(packet) }
@@ -544,6 +587,7 @@ final class ClientEngine: @unchecked Sendable {
             closeTransport(id)
         case .connected(let sessionPresent):
             logger?.debug("connected", metadata: ["sessionPresent": "\(sessionPresent)"])
+            releaseAdmission()
             if let pending = pendingConnect {
                 pendingConnect = nil
                 pending(.success(sessionPresent))
@@ -555,6 +599,7 @@ final class ClientEngine: @unchecked Sendable {
                 "reason": "\(failure)", "willRetry": "\(willRetry)",
                 "server": "\(failedServer.map { "\($0.host):\($0.port)" } ?? "-")",
             ])
+            releaseAdmission()
             if !willRetry { endActive() }
             // Within a pass over a server list the attempt goes on with the next server: the
             // pending connect completes only when the pass is over.
@@ -603,6 +648,44 @@ final class ClientEngine: @unchecked Sendable {
 
     // MARK: Transport
 
+    /// Queues attempt `id` in the loop's admission queue: at most
+    /// ``EventLoop/maximumConcurrentConnectionAttempts`` attempts run at once per loop, from the
+    /// transport's connect to the CONNACK (or failure); the machine starts the attempt's
+    /// timeout at admission. Reconnects queue the same way.
+    private func requestAdmission(_ id: MQTTTransportID) {
+        releaseAdmission()
+        attemptAwaitingAdmission = id
+        let gate = loop.connectGate
+        gate.acquire { [weak self] in
+            guard let self, !self.isShutDown, self.attemptAwaitingAdmission == id else {
+                gate.release()
+                return
+            }
+            self.attemptAwaitingAdmission = nil
+            self.attemptAdmitted = id
+            // Admission may run inside this engine's dispatch (a free place at once) or inside
+            // another client's (a place freed): `event` defers it in the first case.
+            self.event { engine in
+                guard engine.attemptAdmitted == id,
+                      engine.machine.transportAttemptAdmitted(id, now: engine.now, into: &engine.actions) else {
+                    if engine.attemptAdmitted == id { engine.releaseAdmission() }
+                    return
+                }
+                engine.openTransport(id)
+            }
+        }
+    }
+
+    /// Gives the admitted attempt's place back (its CONNACK came, or it ended), and forgets a
+    /// waiting one (it releases its place at once when admitted).
+    private func releaseAdmission() {
+        attemptAwaitingAdmission = nil
+        if attemptAdmitted != nil {
+            attemptAdmitted = nil
+            loop.connectGate.release()
+        }
+    }
+
     private func openTransport(_ id: MQTTTransportID) {
         guard let server else { return }
         currentServer.withLock { $0 = server }
@@ -650,8 +733,17 @@ final class ClientEngine: @unchecked Sendable {
     }
 
     private func closeTransport(_ id: MQTTTransportID) {
+        if attemptAwaitingAdmission == id { attemptAwaitingAdmission = nil }
         guard id == transportID, let transport else { return }
         self.transport = nil
+        if attemptAdmitted == id {
+            // An attempt that ends before its CONNACK (timeout, refusal, close): nothing to
+            // drain, and a broker that never answered would hold the socket for the whole
+            // disconnect timeout; the socket goes at once.
+            transport.setEventHandler(nil)
+            transport.abort()
+            return
+        }
         if transport.isOpen {
             // The graceful close ends later (the broker read everything and closed its side, or
             // the disconnect timeout): then the close waiters run.
@@ -723,5 +815,20 @@ final class ClientEngine: @unchecked Sendable {
         guard let generation = armedGeneration else { return }
         armedGeneration = nil
         event { $0.machine.timerFired(generation: generation, now: $0.now, into: &$0.actions) }
+    }
+}
+
+/// What the engines on one event loop share (``EventLoop/loopLocalObject``): the machine's
+/// action list, borrowed for each batch, so that 20,000 idle clients do not hold 20,000 lists.
+final class EngineLoopScratch {
+    var actions = MQTTClientActions(capacity: 16)
+    var inUse = false
+
+    /// The loop's scratch, made on first use (loop thread).
+    static func of(_ loop: EventLoop) -> EngineLoopScratch {
+        if let existing = loop.loopLocalObject { return unsafeDowncast(existing, to: EngineLoopScratch.self) }
+        let made = EngineLoopScratch()
+        loop.loopLocalObject = made
+        return made
     }
 }

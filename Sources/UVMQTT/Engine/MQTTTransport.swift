@@ -146,10 +146,10 @@ struct TCPTransportConnector: MQTTTransportConnector {
         // The ring must hold the largest packet decoded in full.
         tcp.receiveBufferMaximumCapacity = max(tcp.receiveBufferMaximumCapacity,
                                                ByteRing.roundUpToPowerOfTwo(receiveBufferMaximum + 8))
-        // Reads of up to 128 KiB (about 4,800 small PUBLISH packets per read system call) instead of
-        // the reactor's 16 KiB default: a subscriber under a stream of small messages made one
-        // read per ~300 packets with 16 KiB (strace, `mqtt bench sub`).
-        tcp.receiveBufferInitialCapacity = max(tcp.receiveBufferInitialCapacity, 128 * 1024)
+        // Plain TCP reads into the loop's shared 128 KiB read buffer (about 4,800 small PUBLISH
+        // packets per read system call) and keeps no receive storage of its own between reads
+        // but a trailing partial packet (issue 9); with TLS the ring starts at the reactor's
+        // default and grows.
         return loop.connect(host: server.host, port: server.port, timeout: timeout, options: tcp,
                             transform: transform) { result in
             completion(result.map { $0 as any MQTTTransport })
