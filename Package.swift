@@ -14,6 +14,7 @@ let package = Package(
     products: [
         .library(name: "UVMQTT", targets: ["UVMQTT"]),
         .library(name: "UVMQTTServiceLifecycle", targets: ["UVMQTTServiceLifecycle"]),
+        .library(name: "UVMQTTConfiguration", targets: ["UVMQTTConfiguration"]),
         .library(name: "MQTTProtocol", targets: ["MQTTProtocol"]),
         .library(name: "UVReactor", targets: ["UVReactor"]),
         .library(name: "RingBuffers", targets: ["RingBuffers"]),
@@ -23,6 +24,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        // Opt-in client metrics (`MQTTClientOptions.metrics`): CoreMetrics only, no global state.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        // `MQTTClientOptions(config:)` in the UVMQTTConfiguration product (JSON is its default trait).
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.0.0", traits: [.defaults, "YAML"]),
         // `mqtt bench --latency` percentiles (the tool only).
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     ],
@@ -68,6 +73,18 @@ let package = Package(
             dependencies: [
                 "MQTTProtocol", "UVReactor", "RingBuffers",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // swift-configuration integration (`MQTTClientOptions(config:)`), a separate product
+        // (as the service-lifecycle one) so that users of UVMQTT alone never build it or Yams.
+        .target(
+            name: "UVMQTTConfiguration",
+            dependencies: [
+                "UVMQTT",
+                .product(name: "Configuration", package: "swift-configuration"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -128,6 +145,7 @@ let package = Package(
             dependencies: [
                 "UVMQTT", "MQTTProtocol", "UVReactor", "RingBuffers", "MQTTTestSupport",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -137,6 +155,14 @@ let package = Package(
                 "UVMQTTServiceLifecycle", "UVMQTT", "MQTTTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "UVMQTTConfigurationTests",
+            dependencies: [
+                "UVMQTTConfiguration", "UVMQTT",
+                .product(name: "Configuration", package: "swift-configuration"),
             ],
             swiftSettings: swiftSettings
         ),

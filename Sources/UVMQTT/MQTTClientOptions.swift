@@ -66,6 +66,9 @@ public struct MQTTClientOptions: Sendable {
     /// How long a graceful disconnect waits for the PUBREL of QoS 2 messages the application
     /// already received, so that their PUBCOMP goes out before DISCONNECT. Default 1 s.
     public var disconnectDrainTimeout: Duration
+    /// Where the client reports its metrics (swift-metrics), or nil: no metrics (the default).
+    /// See ``MQTTMetrics`` for the list; ``MQTTMetrics/global`` uses the process-wide factory.
+    public var metrics: MQTTMetrics?
 
     /// Creates options; every parameter but the client id has the documented default.
     ///
@@ -88,6 +91,7 @@ public struct MQTTClientOptions: Sendable {
     ///   - maximumOutgoingPacketSize: The largest packet a request may produce.
     ///   - disconnectTimeout: Limit for the graceful close after DISCONNECT.
     ///   - disconnectDrainTimeout: Limit for PUBRELs awaited before DISCONNECT.
+    ///   - metrics: Where the client reports metrics; nil (default) for none.
     public init(
         clientID: String,
         protocolVersion: ProtocolVersion = .v3_1_1,
@@ -106,7 +110,8 @@ public struct MQTTClientOptions: Sendable {
         messageBufferSize: Int = 256,
         maximumOutgoingPacketSize: Int = MQTTClientOptions.largestPacketSize,
         disconnectTimeout: Duration = .seconds(5),
-        disconnectDrainTimeout: Duration = .seconds(1)
+        disconnectDrainTimeout: Duration = .seconds(1),
+        metrics: MQTTMetrics? = nil
     ) {
         self.clientID = clientID
         self.protocolVersion = protocolVersion
@@ -126,6 +131,7 @@ public struct MQTTClientOptions: Sendable {
         self.maximumOutgoingPacketSize = min(maximumOutgoingPacketSize, MQTTClientOptions.largestPacketSize)
         self.disconnectTimeout = disconnectTimeout
         self.disconnectDrainTimeout = disconnectDrainTimeout
+        self.metrics = metrics
     }
 
     /// MQTT's largest packet: the 5-byte fixed header with a remaining length of 268,435,455.
