@@ -1,4 +1,5 @@
 import Benchmark
+import CoreMetrics
 import RingBuffers
 import Synchronization
 import UVMQTT
@@ -90,11 +91,13 @@ final class Publisher: @unchecked Sendable {
     private var outstanding = 0
     private var scheduled = false
 
-    init(port: Int, payloadSize: Int, qos: QoS) {
+    init(port: Int, payloadSize: Int, qos: QoS, metrics: (any MetricsFactory)? = nil) {
         self.payload = [UInt8](repeating: UInt8(ascii: "x"), count: payloadSize)
         self.qos = qos
         self.window = qos == .atMostOnce ? 1_000 : 100
-        client = NodeMCUClient(options: MQTTClientOptions(clientID: "bench-\(qos.rawValue)-\(payloadSize)", inflightWindow: 100))
+        var options = MQTTClientOptions(clientID: "bench-\(qos.rawValue)-\(payloadSize)\(metrics == nil ? "" : "-m")", inflightWindow: 100)
+        options.metrics = metrics.map { MQTTMetrics(factory: $0) }
+        client = NodeMCUClient(options: options)
         let connected = Atomic<Bool>(false)
         client.on(.puback) { [self] _ in
             outstanding -= 1
@@ -136,6 +139,32 @@ final class Publisher: @unchecked Sendable {
     }
 }
 
+/// A lock-free metrics backend (an atomic per counter, the last value per recorder and timer),
+/// standing in for a real one such as swift-prometheus (whose counters are atomics too): the
+/// metrics-on rows measure the client's own cost, not a backend's.
+final class AtomicMetricsFactory: MetricsFactory {
+    final class Handler: CounterHandler, RecorderHandler, TimerHandler, MeterHandler {
+        let value = Atomic<Int64>(0)
+        func increment(by amount: Int64) { value.wrappingAdd(amount, ordering: .relaxed) }
+        func reset() { value.store(0, ordering: .relaxed) }
+        func record(_ value: Int64) { self.value.store(value, ordering: .relaxed) }
+        func record(_ value: Double) { self.value.store(Int64(value), ordering: .relaxed) }
+        func recordNanoseconds(_ duration: Int64) { value.store(duration, ordering: .relaxed) }
+        func set(_ value: Int64) { self.value.store(value, ordering: .relaxed) }
+        func set(_ value: Double) { self.value.store(Int64(value), ordering: .relaxed) }
+        func increment(by amount: Double) { value.wrappingAdd(Int64(amount), ordering: .relaxed) }
+        func decrement(by amount: Double) { value.wrappingSubtract(Int64(amount), ordering: .relaxed) }
+    }
+    func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler { Handler() }
+    func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler { Handler() }
+    func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler { Handler() }
+    func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler { Handler() }
+    func destroyCounter(_ handler: any CounterHandler) {}
+    func destroyRecorder(_ handler: any RecorderHandler) {}
+    func destroyTimer(_ handler: any TimerHandler) {}
+    func destroyMeter(_ handler: any MeterHandler) {}
+}
+
 let broker = InProcessBroker()
 
 let benchmarks: @Sendable () -> Void = {
@@ -145,10 +174,14 @@ let benchmarks: @Sendable () -> Void = {
         maxDuration: .seconds(5),
         maxIterations: 5
     )
-    for (qos, payloadSize) in [(QoS.atMostOnce, 16), (.atMostOnce, 256), (.atLeastOnce, 16)] {
-        let publisher = Publisher(port: broker.port, payloadSize: payloadSize, qos: qos)
+    let cases: [(QoS, Int, Bool)] = [(.atMostOnce, 16, false), (.atMostOnce, 256, false), (.atLeastOnce, 16, false),
+                                     (.atMostOnce, 16, true), (.atLeastOnce, 16, true)]
+    for (qos, payloadSize, withMetrics) in cases {
+        let publisher = Publisher(port: broker.port, payloadSize: payloadSize, qos: qos,
+                                  metrics: withMetrics ? AtomicMetricsFactory() : nil)
         // One scaled iteration = one message (1,000,000 per sample): the starred rows are per message.
-        Benchmark("E2E publish QoS\(qos.rawValue) \(payloadSize)B -> in-process broker") { benchmark in
+        let suffix = withMetrics ? " (metrics on)" : ""
+        Benchmark("E2E publish QoS\(qos.rawValue) \(payloadSize)B -> in-process broker\(suffix)") { benchmark in
             let count = benchmark.scaledIterations.count
             let target = broker.published.load(ordering: .acquiring) + count
             benchmark.startMeasurement()
