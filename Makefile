@@ -4,7 +4,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libuv1-dev libssl-dev mosquitto openssl pkg-config
 SWIFT_FLAGS ?= -Xswiftc -warnings-as-errors
 
-.PHONY: deps build test demo test-asan test-tsan fuzz bench-core bench-client mqtt clean
+.PHONY: deps build test docs doc-coverage demo test-asan test-tsan fuzz bench-core bench-client mqtt clean
 
 # Installs what is missing (Debian packages), with sudo only when not root.
 deps:
@@ -34,6 +34,21 @@ test: deps
 	swift test --skip-build --disable-xctest --filter '^MQTTProtocolTests\.'
 	swift test --skip-build --disable-xctest --skip '^MQTTProtocolTests\.' --skip '$(PROCESS_SUITES)'
 	swift test --skip-build --disable-xctest --filter '$(PROCESS_SUITES)'
+
+# The DocC catalog of UVMQTT (Sources/UVMQTT/Documentation.docc), warnings as errors, into
+# .build-docs/UVMQTT.doccarchive (own scratch folder: the plugin changes the package graph),
+# then the check that every public symbol of the library modules has a doc comment.
+DOCS_DIR := .build-docs
+docs: doc-coverage
+	UVMQTT_DOCS=1 swift package --scratch-path $(DOCS_DIR) --allow-writing-to-directory $(DOCS_DIR) \
+	  generate-documentation --target UVMQTT --warnings-as-errors --output-path $(DOCS_DIR)/UVMQTT.doccarchive \
+	  --transform-for-static-hosting --hosting-base-path swift-uv-mqtt
+
+# Symbol graphs of the public API (in .build, as `make test` builds it), then
+# scripts/check-doc-coverage.py: lists each undocumented public symbol and fails.
+doc-coverage:
+	swift package dump-symbol-graph --minimum-access-level public >/dev/null
+	python3 scripts/check-doc-coverage.py "$$(swift build --show-bin-path)/../symbolgraph"
 
 # Builds the demo, starts a local mosquitto on a free loopback port (own config, stopped
 # afterwards) and runs the README's first example against it.

@@ -1,5 +1,6 @@
 // swift-tools-version:6.1
 import PackageDescription
+import class Foundation.ProcessInfo
 
 // Strict concurrency is the default in the Swift 6 language mode; warnings are errors in CI
 // through `make` (see Makefile), not here, so that dependants are never broken by a new warning.
@@ -175,3 +176,9 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// `make docs` (UVMQTT_DOCS=1): swift-docc-plugin's `generate-documentation`, only then, so that
+// dependants and ordinary builds never resolve or build the plugin.
+if ProcessInfo.processInfo.environment["UVMQTT_DOCS"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"))
+}

@@ -34,8 +34,8 @@ public struct MQTTClientOptions: Sendable {
     /// A test broker must allow at least as many (mosquitto: `max_inflight_messages`).
     public var inflightWindow: Int
     /// Most messages waiting for the window, or for the connection while offline with
-    /// reconnect on. Past it, a publish fails with ``MQTTClientError/offlineQueueFull(messages:bytes:)``
-    /// or ``MQTTClientError/sendQueueFull(messages:bytes:)``. Default 1,000.
+    /// reconnect on. Past it, a publish fails with `MQTTClientError.offlineQueueFull(messages:bytes:)`
+    /// or `MQTTClientError.sendQueueFull(messages:bytes:)`. Default 1,000.
     public var maxQueuedMessages: Int
     /// Most topic-plus-payload bytes waiting (same rule as ``maxQueuedMessages``). Default 16 MiB.
     public var maxQueuedBytes: Int
@@ -55,7 +55,7 @@ public struct MQTTClientOptions: Sendable {
     public var messageBufferSize: Int
     /// The largest outgoing packet, in bytes (fixed header included). A publish, subscribe or
     /// unsubscribe whose packet would be larger fails at the call with
-    /// ``MQTTClientError/packetTooLarge(size:limit:)``: nothing is queued and no in-flight slot
+    /// `MQTTClientError.packetTooLarge(size:limit:)`: nothing is queued and no in-flight slot
     /// is held. Default and upper bound: MQTT's largest packet (a remaining length of
     /// 268,435,455 bytes plus the 5-byte fixed header).
     public var maximumOutgoingPacketSize: Int

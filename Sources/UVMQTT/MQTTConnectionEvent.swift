@@ -10,7 +10,7 @@ public enum MQTTConnectionEvent: Sendable, Hashable {
     case connected(sessionPresent: Bool)
     /// A connection attempt failed, with the reason.
     case connectFailed(MQTTConnectionFailure)
-    /// An accepted connection ended, with the reason (``MQTTConnectionFailure/closedByUser``
+    /// An accepted connection ended, with the reason (`MQTTConnectionFailure.closedByUser`
     /// after ``MQTTClient/disconnect()``).
     case offline(MQTTConnectionFailure)
     /// The client waits `delay` before its reconnect attempt number `attempt` (1 for the first
