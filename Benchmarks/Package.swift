@@ -30,6 +30,8 @@ let package = Package(
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "UVMQTT", package: "swift-uv-mqtt"),
+                .product(name: "MQTTProtocol", package: "swift-uv-mqtt"),
+                .product(name: "UVReactor", package: "swift-uv-mqtt"),
                 .product(name: "RingBuffers", package: "swift-uv-mqtt"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],

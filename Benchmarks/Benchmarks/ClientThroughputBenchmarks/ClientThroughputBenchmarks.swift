@@ -1,8 +1,10 @@
 import Benchmark
 import CoreMetrics
+import MQTTProtocol
 import RingBuffers
 import Synchronization
 import UVMQTT
+import UVReactor
 #if canImport(Glibc)
 import Glibc
 #endif
