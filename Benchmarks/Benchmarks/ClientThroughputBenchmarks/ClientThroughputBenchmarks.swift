@@ -29,13 +29,15 @@ func onLoop<T: Sendable>(_ loop: EventLoop, _ body: @escaping @Sendable () -> T)
     fatalError("event loop did not answer within 10 s")
 }
 
-/// A broker that accepts one client: CONNACK, SUBACK, counts PUBLISH, PUBACK for QoS 1.
+/// A broker for the benchmarks' clients (one publishes at a time): CONNACK, SUBACK, counts PUBLISH, PUBACK for QoS 1.
 final class InProcessBroker: @unchecked Sendable {
     let loop = EventLoop()
     let published = Atomic<Int>(0)
     private(set) var port = 0
     private var listener: TCPListener?
-    private var decoder = MQTTDecoder()
+    /// One decoder per connection: the idle clients of the other benchmarks send PINGREQs
+    /// while one publishes, and a shared decoder would mix their frames.
+    private final class Session { var decoder = MQTTDecoder() }
     private var count = 0
 
     init() {
@@ -43,7 +45,8 @@ final class InProcessBroker: @unchecked Sendable {
         port = onLoop(loop) { [self] in
             do {
                 let listener = try loop.listen(host: "127.0.0.1", port: 0) { [self] connection in
-                    connection.onRead = { [self] c in serve(c) }
+                    let session = Session()
+                    connection.onRead = { [self] c in serve(c, session) }
                 }
                 self.listener = listener
                 return listener.port
@@ -53,9 +56,9 @@ final class InProcessBroker: @unchecked Sendable {
         }
     }
 
-    private func serve(_ c: TCPConnection) {
+    private func serve(_ c: TCPConnection, _ session: Session) {
         do {
-            while let packet = try decoder.next(in: c.inbound) {
+            while let packet = try session.decoder.next(in: c.inbound) {
                 switch packet {
                 case .publish(let view):
                     count &+= 1
@@ -72,7 +75,7 @@ final class InProcessBroker: @unchecked Sendable {
                 default:
                     break
                 }
-                decoder.releaseLastFrame(in: c.inbound)
+                session.decoder.releaseLastFrame(in: c.inbound)
             }
         } catch {
             fatalError("fake broker: \(error)")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Integration test of the example gateway: starts its own mosquitto (own config, free loopback
 # port) and the built gateway (free loopback HTTP port), publishes with mosquitto_pub (or the
-# repository's `mqtt` tool when MQTT_PUB is set), then reads /latest and /metrics over HTTP and
+# repository's `mqtt` tool, same flags, when MQTT_TOOL names it), then reads /latest and /metrics over HTTP and
 # checks them; then SIGTERM: the gateway must exit 0 and the broker must not have published its
 # will. Every wait is bounded; everything started is stopped on exit.
 # Usage: scripts/integration-test.sh [path to SensorGateway binary]
@@ -9,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-"$(swift build --show-bin-path)/SensorGateway"}
 [ -x "$bin" ] || { echo "no gateway binary at $bin (swift build first)" >&2; exit 2; }
-pub=${MQTT_PUB:-mosquitto_pub}
-command -v "${pub%% *}" >/dev/null || { echo "no publisher: install mosquitto-clients or set MQTT_PUB" >&2; exit 2; }
+if [ -n "${MQTT_TOOL:-}" ]; then pub="$MQTT_TOOL pub" sub="$MQTT_TOOL sub"; else pub=mosquitto_pub sub=mosquitto_sub; fi
+command -v "${pub%% *}" >/dev/null || { echo "no publisher: install mosquitto-clients or set MQTT_TOOL" >&2; exit 2; }
 
 dir=$(mktemp -d -t uvmqtt-gateway-XXXXXX)
 broker_pid="" gateway_pid="" watcher_pid=""
@@ -75,7 +75,7 @@ wait_until 30 healthy || fail "gateway not healthy within 30 s"
 wait_until 10 grep -q "subscribed" "$dir/gateway.log" || fail "gateway did not subscribe"
 
 # Watch for the will: it must never be published (clean shutdown below).
-timeout 60 mosquitto_sub -h 127.0.0.1 -p "$mqtt_port" -t gateway/status -v >"$dir/will.txt" 2>/dev/null &
+timeout 60 $sub -h 127.0.0.1 -p "$mqtt_port" -t gateway/status -v >"$dir/will.txt" 2>/dev/null &
 watcher_pid=$!
 
 $pub -h 127.0.0.1 -p "$mqtt_port" -t sensors/room1/temperature -m 21.5 -q 1
@@ -104,7 +104,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -m 2 "http://127.0.0.1:$http_port/
 
 metrics=$(curl -fsS -m 2 "http://127.0.0.1:$http_port/metrics")
 check_metric() {  # name, label fragment, expected value
-  echo "$metrics" | grep -E "^$1\{[^}]*$2[^}]*\} $3\$" >/dev/null || fail "metric $1{$2} != $3; metrics:
+  echo "$metrics" | grep -E "^$1\{[^}]*$2[^}]*\} $3(\.0)?\$" >/dev/null || fail "metric $1{$2} != $3; metrics:
 $(echo "$metrics" | grep '^mqtt_client' | head -40)"
 }
 check_metric mqtt_client_connected 'client_id="gateway-test"' 1
