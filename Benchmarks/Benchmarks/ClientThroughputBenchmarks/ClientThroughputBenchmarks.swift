@@ -108,6 +108,12 @@ final class Publisher: @unchecked Sendable {
             outstanding -= 1
             if remaining > 0 && !scheduled && outstanding <= window / 2 { schedule() }
         }
+        // Send back-pressure: above the high-water mark a QoS 0 publish without a completion
+        // would wait in the bounded send queue and, once that is full, be dropped (the broker
+        // loop of a loaded machine falls behind with 256 B messages); pause and resume instead.
+        client.on(.writable) { [self] _, writable in
+            if writable && remaining > 0 && !scheduled { schedule() }
+        }
         try! client.connect("127.0.0.1", port: port, connected: { _ in connected.store(true, ordering: .releasing) })
         for _ in 0..<100_000 where !connected.load(ordering: .acquiring) { usleep(100) }
         precondition(connected.load(ordering: .acquiring), "client did not connect")
@@ -130,10 +136,14 @@ final class Publisher: @unchecked Sendable {
         scheduled = false
         if qos == .atMostOnce {
             // Done when written: one batch per loop turn, written at the end of the turn.
-            let batch = min(window, remaining)
-            for _ in 0..<batch { try! client.publish("bench/t", payload, qos: qos) }
-            remaining -= batch
-            if remaining > 0 { schedule() }
+            var batch = min(window, remaining)
+            while batch > 0 && client.isWritable {
+                try! client.publish("bench/t", payload, qos: qos)
+                batch -= 1
+                remaining -= 1
+            }
+            // Not writable: the `writable` handler schedules the rest.
+            if remaining > 0 && client.isWritable { schedule() }
         } else {
             while remaining > 0 && outstanding < window {
                 outstanding += 1
