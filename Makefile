@@ -4,7 +4,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libuv1-dev libssl-dev mosquitto openssl pkg-config
 SWIFT_FLAGS ?= -Xswiftc -warnings-as-errors
 
-.PHONY: deps build test docs doc-coverage demo test-asan test-tsan fuzz bench-core bench-client mqtt clean
+.PHONY: deps build test docs doc-coverage example example-test demo test-asan test-tsan fuzz bench-core bench-client mqtt clean
 
 # Installs what is missing (Debian packages), with sudo only when not root.
 deps:
@@ -49,6 +49,14 @@ docs: doc-coverage
 doc-coverage:
 	swift package dump-symbol-graph --minimum-access-level public >/dev/null
 	python3 scripts/check-doc-coverage.py "$$(swift build --show-bin-path)/../symbolgraph"
+
+# The example daemon (Examples/SensorGateway, its own package) and its integration test (own
+# mosquitto on a free loopback port; publishes with this package's `mqtt` tool, built here).
+example: deps
+	cd Examples/SensorGateway && swift build $(SWIFT_FLAGS)
+example-test: example
+	swift build --product mqtt $(SWIFT_FLAGS)
+	MQTT_TOOL="$$(swift build --show-bin-path)/mqtt" Examples/SensorGateway/scripts/integration-test.sh
 
 # Builds the demo, starts a local mosquitto on a free loopback port (own config, stopped
 # afterwards) and runs the README's first example against it.
