@@ -21,7 +21,8 @@ struct Ingest: Service {
                 if case .connected = event { break }
             }
         }
-        guard !Task.isCancelled, client.isConnected || !Task.isShuttingDownGracefully else { return }
+        // The loop also ends on graceful shutdown before any connection: then there is nothing to do.
+        if Task.isCancelled || Task.isShuttingDownGracefully { return }
         let subscription = try await client.subscribe(to: filter, qos: qos)
         logger.info("subscribed", metadata: ["filter": "\(filter)", "granted": "\(subscription.grantedQoS)"])
         for await message in subscription.cancelOnGracefulShutdown() {
