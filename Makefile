@@ -1,7 +1,10 @@
 # swift-uv-mqtt: the two commands a user needs are `make demo` and `make test`.
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := libuv1-dev libssl-dev mosquitto openssl pkg-config
+APT_PACKAGES := libuv1-dev libssl-dev mosquitto openssl pkg-config python3-venv
+# amqtt (PyPI), the Python broker of the interop tests, in a venv of its own under .build.
+AMQTT_VENV := .build/amqtt-venv
+AMQTT_VERSION := 0.12.1
 SWIFT_FLAGS ?= -Xswiftc -warnings-as-errors
 
 .PHONY: deps build test docs doc-coverage example example-test demo test-asan test-tsan fuzz bench-core bench-client mqtt clean
@@ -15,6 +18,8 @@ deps:
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@[ -x $(AMQTT_VENV)/bin/amqtt ] || { echo "installing amqtt $(AMQTT_VERSION) into $(AMQTT_VENV)"; \
+	  python3 -m venv $(AMQTT_VENV) && $(AMQTT_VENV)/bin/pip install -q amqtt==$(AMQTT_VERSION); }
 	@# The Debian package may start a system broker; the tests start their own on free ports.
 	@command -v systemctl >/dev/null && $(SUDO) systemctl disable --now mosquitto >/dev/null 2>&1 || true
 
@@ -66,6 +71,7 @@ demo: deps
 
 # Sanitizer runs in their own build folders. FILTER is a `swift test --filter` regular expression
 # (quoted here, so `FILTER='UVReactorTests|UVMQTTTests'` works); without it every test runs.
+# SKIP, likewise, leaves tests out (`swift test --skip`).
 SANITIZER_FILTER = $(if $(FILTER),--filter '$(FILTER)') $(if $(SKIP),--skip '$(SKIP)')
 
 test-asan: deps
@@ -78,14 +84,18 @@ test-asan: deps
 TSAN_LOG := .build-tsan/test.log
 test-tsan: deps
 	swift build --build-tests --sanitize=thread --scratch-path .build-tsan
-	set -o pipefail; TSAN_OPTIONS="$${TSAN_OPTIONS:+$$TSAN_OPTIONS:}exitcode=66" \
+	set -o pipefail; status=0; \
+	TSAN_OPTIONS="$${TSAN_OPTIONS:+$$TSAN_OPTIONS:}exitcode=66" \
 	  swift test --skip-build --disable-xctest --sanitize=thread --scratch-path .build-tsan \
-	  $(SANITIZER_FILTER) 2>&1 | tee $(TSAN_LOG)
-	@if grep -q 'WARNING: ThreadSanitizer' $(TSAN_LOG); then \
-	  echo "ThreadSanitizer reported $$(grep -c 'WARNING: ThreadSanitizer' $(TSAN_LOG)) problem(s): see $(TSAN_LOG)"; exit 1; \
-	fi
+	  $(SANITIZER_FILTER) 2>&1 | tee $(TSAN_LOG) || status=$$?; \
+	reports=$$(grep -c 'WARNING: ThreadSanitizer' $(TSAN_LOG) || true); \
+	if [ "$$reports" != 0 ]; then \
+	  echo "ThreadSanitizer reported $$reports problem(s) (the tests themselves may have passed): see $(TSAN_LOG)"; exit 1; \
+	fi; \
+	exit $$status
 
-# libFuzzer target for the packet decoder (Fuzz/MQTTDecoderFuzz.swift). Built with swiftc directly,
+# libFuzzer target for the packet decoder (Fuzz/MQTTDecoderFuzz.swift), with a WebSocket-framed
+# mode (the pure frame decoder of Sources/UVReactor/WebSocket is compiled in). Built with swiftc directly,
 # not by SwiftPM, so that normal builds never see a target whose main() comes from libFuzzer.
 # FUZZ_TIME=seconds (default 180); new inputs go to .build-fuzz/corpus (created here, so it works
 # from a clean checkout), crashes to .build-fuzz/crash-* (and libFuzzer exits non-zero).
@@ -100,7 +110,8 @@ fuzz:
 	  -emit-module -emit-library -static -module-name MQTTProtocol \
 	  $$(find ../Sources/MQTTProtocol -name '*.swift' | sort) -o libMQTTProtocol.a
 	cd $(FUZZ_DIR) && $(FUZZ_SWIFTC) -I . -L . -lMQTTProtocol -lRingBuffers \
-	  ../Fuzz/MQTTDecoderFuzz.swift -o mqtt-decoder-fuzz
+	  ../Fuzz/MQTTDecoderFuzz.swift ../Sources/UVReactor/WebSocket/WebSocketFrameDecoder.swift \
+	  ../Sources/UVReactor/WebSocket/WebSocketError.swift -o mqtt-decoder-fuzz
 	cd $(FUZZ_DIR) && ./mqtt-decoder-fuzz -max_total_time=$(FUZZ_TIME) -max_len=4096 \
 	  -print_final_stats=1 corpus ../Fuzz/seeds
 

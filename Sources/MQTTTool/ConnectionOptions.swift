@@ -9,14 +9,20 @@ import UVReactor
 
 /// The flags `pub` and `sub` share (mosquitto_pub / mosquitto_sub names and meanings).
 struct ConnectionOptions: ParsableArguments {
-    @Option(name: .customShort("h"), help: ArgumentHelp("Broker host (default localhost).", valueName: "host"))
-    var host: String?
+    @Option(name: .customShort("h"), help: ArgumentHelp("Broker host (default localhost); repeat for a server list (all with -p's port), tried in order with failover.", valueName: "host"))
+    var host: [String] = []
 
     @Option(name: .customShort("p"), help: ArgumentHelp("Broker port (default 1883, 8883 with TLS).", valueName: "port"))
     var port: Int?
 
-    @Option(name: .customShort("L"), help: ArgumentHelp("mqtt(s)://[user[:password]@]host[:port]/topic (sets host, port, credentials, TLS and topic).", valueName: "url"))
-    var url: String?
+    @Option(name: .customShort("L"), help: ArgumentHelp("mqtt(s)://[user[:password]@]host[:port]/topic or ws(s)://... (sets host, port, credentials, TLS, WebSocket and topic); repeat for a server list, tried in order with failover.", valueName: "url"))
+    var url: [String] = []
+
+    @Flag(name: .customLong("ws"), help: "MQTT over WebSocket (wss with any TLS flag; default port 80, 443 with TLS).")
+    var webSocket = false
+
+    @Option(name: .customLong("ws-path"), help: ArgumentHelp("WebSocket request path (default /mqtt).", valueName: "path"))
+    var webSocketPath: String?
 
     @Option(name: .customShort("i"), help: ArgumentHelp("Client id (default mqtt-<command>-<pid>).", valueName: "id"))
     var id: String?
@@ -66,7 +72,9 @@ struct ConnectionOptions: ParsableArguments {
 
 /// Everything needed to connect, checked before any connection is made.
 struct ConnectionPlan {
-    var server: MQTTServer
+    /// The servers, tried in order (one, unless -L or -h was repeated).
+    var servers: [MQTTServer]
+    var server: MQTTServer { servers[0] }
     var options: MQTTClientOptions
     var qos: QoS
     /// The topic of an `-L` URL path, if any.
@@ -96,20 +104,24 @@ extension ConnectionOptions {
             throw ToolFailure("port \(port) out of range for -p (1...65535)")
         }
 
-        var host = host ?? "localhost"
         var port = port
         var user = username
         var pass = password
         var urlTopic: String?
-        var tlsFromURL = false
-        if let url {
+        var parsedURLs: [ParsedURL] = []
+        for url in url {
             let parsed = try Self.parseURL(url)
-            host = parsed.host
-            if port == nil { port = parsed.port }
-            if user == nil { user = parsed.user }
-            if pass == nil { pass = parsed.password }
-            urlTopic = parsed.topic
-            tlsFromURL = parsed.tls
+            if parsedURLs.isEmpty {
+                // Credentials and the topic come from the first URL.
+                if port == nil && self.url.count == 1 { port = parsed.port }
+                if user == nil { user = parsed.user }
+                if pass == nil { pass = parsed.password }
+                urlTopic = parsed.topic
+            }
+            parsedURLs.append(parsed)
+        }
+        if webSocketPath != nil && !webSocket && !parsedURLs.contains(where: \.webSocket) {
+            throw ToolFailure("--ws-path needs --ws or a ws:// / wss:// URL")
         }
         if pass != nil && user == nil {
             throw ToolFailure("a password (-P) needs a user name (-u)")
@@ -125,7 +137,6 @@ extension ConnectionOptions {
         }
 
         // TLS: any TLS flag, or an mqtts:// URL.
-        var security = MQTTSecurity.off
         if (cert == nil) != (key == nil) {
             throw ToolFailure("--cert and --key go together")
         }
@@ -134,12 +145,31 @@ extension ConnectionOptions {
                 throw ToolFailure("cannot read \(flag) file '\(path)'")
             }
         }
-        if cafile != nil || cert != nil || insecure || tlsFromURL {
+        var tlsConfiguration: TLSConfiguration?
+        if cafile != nil || cert != nil || insecure || parsedURLs.contains(where: \.tls) {
             var tls = TLSConfiguration(trust: cafile.map { .pemFile($0) } ?? .system, insecure: insecure)
             if let cert, let key { tls.clientCertificate = .pemFiles(certificate: cert, privateKey: key) }
-            security = .tls(tls)
+            tlsConfiguration = tls
         }
-        let server = MQTTServer(host: host, port: port, security: security)
+        let flagTLS = cafile != nil || cert != nil || insecure
+        // The URL path of -L is the topic (as with mosquitto_sub), so the WebSocket path is its own flag.
+        func webSocketSettings(_ on: Bool) -> WebSocketConfiguration? {
+            on ? WebSocketConfiguration(path: webSocketPath ?? WebSocketConfiguration.defaultPath) : nil
+        }
+        var servers: [MQTTServer] = []
+        if !parsedURLs.isEmpty {
+            for parsed in parsedURLs {
+                let security: MQTTSecurity = (parsed.tls || flagTLS) ? tlsConfiguration.map { .tls($0) } ?? .on : .off
+                // One URL: -p wins over its port (as before); several: each URL's port, else -p.
+                servers.append(MQTTServer(host: parsed.host, port: self.url.count == 1 ? port : (parsed.port ?? port),
+                                          security: security, webSocket: webSocketSettings(webSocket || parsed.webSocket)))
+            }
+        } else {
+            let security: MQTTSecurity = tlsConfiguration.map { .tls($0) } ?? .off
+            for host in host.isEmpty ? ["localhost"] : host {
+                servers.append(MQTTServer(host: host, port: port, security: security, webSocket: webSocketSettings(webSocket)))
+            }
+        }
 
         let clientID = id ?? "mqtt-\(command)-\(getpid())"
         if !cleanSession && id == nil {
@@ -149,7 +179,7 @@ extension ConnectionOptions {
             clientID: clientID, protocolVersion: version, keepAlive: UInt16(keepalive), cleanSession: cleanSession,
             username: user, password: pass.map { Array($0.utf8) }, will: will, inflightWindow: 100,
             maxQueuedMessages: 10_000, maximumIncomingPacketSize: Self.largestPacket)
-        return ConnectionPlan(server: server, options: options, qos: qos, urlTopic: urlTopic,
+        return ConnectionPlan(servers: servers, options: options, qos: qos, urlTopic: urlTopic,
                               logger: debug ? Logger(label: "mqtt", factory: { _ in TraceLogHandler() }) : nil)
     }
 
@@ -185,6 +215,7 @@ extension ConnectionOptions {
 
     struct ParsedURL {
         var tls: Bool
+        var webSocket = false
         var host: String
         var port: Int?
         var user: String?
@@ -192,18 +223,29 @@ extension ConnectionOptions {
         var topic: String?
     }
 
-    /// Parses `mqtt(s)://[user[:password]@]host[:port][/topic]`.
+    /// Parses `mqtt(s)://[user[:password]@]host[:port][/topic]` (or `ws(s)://`, the same with
+    /// WebSocket).
     static func parseURL(_ url: String) throws(ToolFailure) -> ParsedURL {
         let tls: Bool
+        var webSocket = false
         var rest: Substring
-        if url.lowercased().hasPrefix("mqtt://") {
+        let lowered = url.lowercased()
+        if lowered.hasPrefix("mqtt://") {
             tls = false
             rest = url.dropFirst(7)
-        } else if url.lowercased().hasPrefix("mqtts://") {
+        } else if lowered.hasPrefix("mqtts://") {
             tls = true
             rest = url.dropFirst(8)
+        } else if lowered.hasPrefix("ws://") {
+            tls = false
+            webSocket = true
+            rest = url.dropFirst(5)
+        } else if lowered.hasPrefix("wss://") {
+            tls = true
+            webSocket = true
+            rest = url.dropFirst(6)
         } else {
-            throw ToolFailure("unsupported URL '\(url)' for -L (use mqtt:// or mqtts://)")
+            throw ToolFailure("unsupported URL '\(url)' for -L (use mqtt://, mqtts://, ws:// or wss://)")
         }
         var topic: String?
         if let slash = rest.firstIndex(of: "/") {
@@ -226,8 +268,8 @@ extension ConnectionOptions {
         do {
             let server = try MQTTServer(parsing: "\(tls ? "mqtts" : "mqtt")://\(rest)")
             let explicitPort = rest.contains("]:") || (!rest.hasPrefix("[") && rest.contains(":"))
-            return ParsedURL(tls: tls, host: server.host, port: explicitPort ? server.port : nil, user: user,
-                             password: password, topic: topic)
+            return ParsedURL(tls: tls, webSocket: webSocket, host: server.host, port: explicitPort ? server.port : nil,
+                             user: user, password: password, topic: topic)
         } catch {
             throw ToolFailure("invalid URL '\(url)' for -L: \(error)")
         }

@@ -73,7 +73,7 @@ struct PubCommand: AsyncParsableCommand {
         client.on(.offline) { _ in
             outcome.finishWithError("connection lost", status: 1)
         }
-        try client.connect(plan.server.host, port: plan.server.port, secure: plan.server.security, connected: { _ in
+        try client.connect(to: plan.servers, connected: { _ in
             if lines {
                 // Lines are read on their own thread; publishing hops to the loop.
                 spawnThread { sender.sendLines() }

@@ -77,7 +77,7 @@ struct SubCommand: AsyncParsableCommand {
         let unsubscribe = unsubscribeTopics
         let seconds = timeout
         let subscriptions = filters
-        try client.connect(plan.server.host, port: plan.server.port, secure: plan.server.security, connected: { client in
+        try client.connect(to: plan.servers, connected: { client in
             if let seconds {
                 // -W: counted from the connection, as mosquitto_sub does.
                 spawnThread {

@@ -88,6 +88,35 @@ public final class MQTTClient: Sendable {
     ///   `MQTTClientError.alreadyConnected` when connected or connecting, `CancellationError`.
     @discardableResult
     public func connect(to server: MQTTServer, reconnect: Bool = false, retryFirstAttempt: Bool = false) async throws -> Bool {
+        try await connect(to: [server], reconnect: reconnect, retryFirstAttempt: retryFirstAttempt)
+    }
+
+    /// The server of the latest connection attempt (the one a failure or loss is about), or
+    /// nil before the first attempt.
+    public var currentServer: MQTTServer? { engine.currentServer.withLock { $0 } }
+
+    /// Connects to the first server of a list that accepts (a cluster, a bridged pair).
+    ///
+    /// The servers are tried in order (or, with `shuffle`, in an order shuffled once per
+    /// client, to spread a fleet): a failed attempt goes on to the next server at once; when
+    /// every server failed once, the call throws the last failure, or, with `reconnect` and
+    /// `retryFirstAttempt`, backs off and starts the next pass (one back-off round per pass,
+    /// ``ServerRotation``). After a loss the client reconnects to the next server. Each failure
+    /// is reported by ``connectionEvents`` (``MQTTConnectionEvent/connectFailed(_:)``), and
+    /// ``currentServer`` names the server it is about. The session rule stays the spec's: with
+    /// `cleanSession: false`, a CONNACK with session present resends what is in flight with DUP
+    /// [MQTT-4.4.0-1]; without it, the client re-subscribes and publishes again what was not
+    /// acknowledged.
+    ///
+    /// - Parameters:
+    ///   - servers: The servers, at least one.
+    ///   - shuffle: Try them in this client's shuffled order instead of the list's.
+    ///   - reconnect: Reconnect after a loss.
+    ///   - retryFirstAttempt: With `reconnect`, keep retrying until a server accepts.
+    /// - Returns: The CONNACK's session-present flag.
+    /// - Throws: ``MQTTConnectionFailure`` (the last server's), ``MQTTClientError``.
+    public func connect(to servers: [MQTTServer], shuffle: Bool = false, reconnect: Bool = false,
+                        retryFirstAttempt: Bool = false) async throws -> Bool {
         try Task.checkCancellation()
         try engine.beginConnect()
         let cell = ResultCell<Bool>()
@@ -101,7 +130,8 @@ public final class MQTTClient: Sendable {
                         cell.resume(.failure(CancellationError()))
                         return
                     }
-                    engine.connect(to: server, reconnect: reconnect, failFast: !retry, completeOnRetry: !retry) { result in
+                    engine.connect(to: servers, shuffle: shuffle, reconnect: reconnect, failFast: !retry,
+                                   completeOnRetry: !retry) { result in
                         // A cancelled attempt ends with `closedByUser`: the caller asked for
                         // cancellation, so that is what it gets.
                         if case .failure = result, cell.isCancelled {

@@ -8,13 +8,15 @@ public enum MQTTConnectionEvent: Sendable, Hashable {
     /// A CONNACK accepted a connection (the first one or a reconnect). Without a kept session
     /// (`sessionPresent == false`) the client has re-subscribed the active subscriptions itself.
     case connected(sessionPresent: Bool)
-    /// A connection attempt failed, with the reason.
+    /// A connection attempt failed, with the reason. With a server list, one per failed
+    /// server; ``MQTTClient/currentServer`` names the server it is about.
     case connectFailed(MQTTConnectionFailure)
     /// An accepted connection ended, with the reason (`MQTTConnectionFailure.closedByUser`
     /// after ``MQTTClient/disconnect()``).
     case offline(MQTTConnectionFailure)
     /// The client waits `delay` before its reconnect attempt number `attempt` (1 for the first
-    /// retry).
+    /// retry). Inside a pass over a server list the next server is tried at once: `delay` is
+    /// zero and `attempt` is not counted up (the back-off counts passes).
     case reconnecting(attempt: Int, delay: Duration)
 }
 
@@ -69,61 +71,12 @@ final class ConnectionEventRegistration: Sendable {
     }
 }
 
-/// A small drop-oldest buffer of connection events (producer: the loop thread).
-final class ConnectionEventBuffer: Sendable {
-    static let capacity = 64
+/// Connection events buffered for one sequence: the newest 64 (drop-oldest).
+typealias ConnectionEventBuffer = StreamBuffer<MQTTConnectionEvent>
 
-    private struct State {
-        var items: [MQTTConnectionEvent] = []
-        var waiter: CheckedContinuation<MQTTConnectionEvent?, Never>?
-        var finished = false
-    }
-
-    private let state = Locked(State())
-
-    func push(_ event: MQTTConnectionEvent) {
-        let waiter = state.withLock { s -> CheckedContinuation<MQTTConnectionEvent?, Never>? in
-            if s.finished { return nil }
-            if let w = s.waiter {
-                s.waiter = nil
-                return w
-            }
-            if s.items.count >= Self.capacity { s.items.removeFirst() }
-            s.items.append(event)
-            return nil
-        }
-        waiter?.resume(returning: event)
-    }
-
-    func finish() {
-        let waiter = state.withLock { s -> CheckedContinuation<MQTTConnectionEvent?, Never>? in
-            s.finished = true
-            s.items.removeAll()
-            let w = s.waiter
-            s.waiter = nil
-            return w
-        }
-        waiter?.resume(returning: nil)
-    }
-
-    func next() async -> MQTTConnectionEvent? {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<MQTTConnectionEvent?, Never>) in
-                let (event, immediate) = state.withLock { s -> (MQTTConnectionEvent?, Bool) in
-                    if !s.items.isEmpty { return (s.items.removeFirst(), true) }
-                    if s.finished || Task.isCancelled { return (nil, true) }
-                    s.waiter = continuation
-                    return (nil, false)
-                }
-                if immediate { continuation.resume(returning: event) }
-            }
-        } onCancel: {
-            let waiter = state.withLock { s -> CheckedContinuation<MQTTConnectionEvent?, Never>? in
-                let w = s.waiter
-                s.waiter = nil
-                return w
-            }
-            waiter?.resume(returning: nil)
-        }
+extension StreamBuffer where Element == MQTTConnectionEvent {
+    /// An event buffer: no filter, drop-oldest.
+    convenience init() {
+        self.init(filter: nil, buffering: .dropOldest(capacity: 64))
     }
 }

@@ -157,9 +157,12 @@ final class MessageStreamRegistration: Sendable {
     }
 }
 
-/// A bounded single-consumer message buffer between the client's loop thread (producer) and
-/// one consuming task.
-final class MessageBuffer: Sendable {
+/// A stream of received messages.
+typealias MessageBuffer = StreamBuffer<MQTTMessage>
+
+/// A bounded single-consumer buffer between the client's loop thread (producer) and one
+/// consuming task: the messages of a stream, or the events of a connection-event sequence.
+final class StreamBuffer<Element: Sendable>: Sendable {
     /// The topic filter, or nil for every message.
     let filter: String?
     let buffering: MQTTStreamBuffering
@@ -176,16 +179,16 @@ final class MessageBuffer: Sendable {
     }
 
     private struct State {
-        var items: [MQTTMessage] = []
+        var items: [Element] = []
         var head = 0
-        var waiter: CheckedContinuation<MQTTMessage?, Never>?
+        var waiter: CheckedContinuation<Element?, Never>?
         var finished = false
         var holdsProducer = false
         var iterators = 0
         var dropped = 0
         var count: Int { items.count - head }
 
-        mutating func popFirst() -> MQTTMessage {
+        mutating func popFirst() -> Element {
             let m = items[head]
             head += 1
             if head == items.count {
@@ -201,7 +204,7 @@ final class MessageBuffer: Sendable {
 
     private let state = Locked(State())
 
-    init(filter: String?, buffering: MQTTStreamBuffering, mayResume: @escaping @Sendable () -> Void) {
+    init(filter: String?, buffering: MQTTStreamBuffering, mayResume: @escaping @Sendable () -> Void = {}) {
         self.filter = filter
         self.buffering = buffering
         self.mayResume = mayResume
@@ -213,10 +216,11 @@ final class MessageBuffer: Sendable {
     var holdsProducer: Bool { state.withLock { $0.holdsProducer && !$0.finished && $0.iterators > 0 } }
 
     /// Appends a message (producer, loop thread).
-    func push(_ message: MQTTMessage) -> PushResult {
+    @discardableResult
+    func push(_ message: Element) -> PushResult {
         let capacity = buffering.capacity
         let policy = buffering.policy
-        let (waiter, result) = state.withLock { s -> (CheckedContinuation<MQTTMessage?, Never>?, PushResult) in
+        let (waiter, result) = state.withLock { s -> (CheckedContinuation<Element?, Never>?, PushResult) in
             if s.finished { return (nil, .dropped) }
             if let waiter = s.waiter {
                 s.waiter = nil
@@ -273,7 +277,7 @@ final class MessageBuffer: Sendable {
 
     /// Ends the stream: a waiting consumer gets nil, buffered messages are dropped.
     func finish() {
-        let (waiter, wake) = state.withLock { s -> (CheckedContinuation<MQTTMessage?, Never>?, Bool) in
+        let (waiter, wake) = state.withLock { s -> (CheckedContinuation<Element?, Never>?, Bool) in
             s.finished = true
             s.items.removeAll()
             s.head = 0
@@ -287,12 +291,12 @@ final class MessageBuffer: Sendable {
         if wake { mayResume() }
     }
 
-    /// The next message (consumer).
-    func next() async -> MQTTMessage? {
+    /// The next element (consumer).
+    func next() async -> Element? {
         let capacity = buffering.capacity
         return await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<MQTTMessage?, Never>) in
-                let (message, wake, immediate) = state.withLock { s -> (MQTTMessage?, Bool, Bool) in
+            await withCheckedContinuation { (continuation: CheckedContinuation<Element?, Never>) in
+                let (message, wake, immediate) = state.withLock { s -> (Element?, Bool, Bool) in
                     if s.count > 0 {
                         let m = s.popFirst()
                         var wake = false
@@ -310,7 +314,7 @@ final class MessageBuffer: Sendable {
                 if wake { mayResume() }
             }
         } onCancel: {
-            let waiter = state.withLock { s -> CheckedContinuation<MQTTMessage?, Never>? in
+            let waiter = state.withLock { s -> CheckedContinuation<Element?, Never>? in
                 let w = s.waiter
                 s.waiter = nil
                 return w

@@ -305,8 +305,8 @@ public final class NodeMCUClient: Sendable {
     /// events report every later outcome.
     ///
     /// - Parameters:
-    ///   - host: Host name, IP literal, or an `mqtt://` / `mqtts://` URI.
-    ///   - port: Port; nil for the URI's, or 1883 / 8883.
+    ///   - host: Host name, IP literal, or an `mqtt://`, `mqtts://`, `ws://` or `wss://` URI.
+    ///   - port: Port; nil for the URI's, or 1883 / 8883 (80 / 443 for WebSocket).
     ///   - secure: `.off`, `.on` (system trust store), or `.tls(configuration)`; `.off` with an
     ///     `mqtts://` URI means `.on`.
     ///   - autoreconnect: Reconnect after a loss.
@@ -323,6 +323,54 @@ public final class NodeMCUClient: Sendable {
         failed: (@Sendable (NodeMCUClient, MQTTConnectionFailure) -> Void)? = nil
     ) throws {
         let server = try MQTTServer(parsing: host, port: port, security: secure)
+        try connect(to: [server], autoreconnect: autoreconnect, connected: connected, failed: failed)
+    }
+
+    /// The server of the latest connection attempt (the one a `connfail` or `offline` is
+    /// about), or nil before the first attempt.
+    public var currentServer: MQTTServer? { engine.currentServer.withLock { $0 } }
+
+    /// Connects to a server given as a value (host, port, security, WebSocket settings), as
+    /// ``connect(_:port:secure:autoreconnect:connected:failed:)`` does for a host or URI.
+    ///
+    /// - Parameters:
+    ///   - server: Where to connect.
+    ///   - autoreconnect: Reconnect after a loss.
+    ///   - connected: Runs when this attempt is accepted.
+    ///   - failed: Runs when this attempt fails, with the reason.
+    /// - Throws: ``MQTTClientError/alreadyConnected`` when a connection exists or is being made.
+    public func connect(
+        to server: MQTTServer,
+        autoreconnect: Bool = false,
+        connected: (@Sendable (NodeMCUClient) -> Void)? = nil,
+        failed: (@Sendable (NodeMCUClient, MQTTConnectionFailure) -> Void)? = nil
+    ) throws(MQTTClientError) {
+        try connect(to: [server], autoreconnect: autoreconnect, connected: connected, failed: failed)
+    }
+
+    /// Connects to the first server of a list that accepts.
+    ///
+    /// The servers are tried in order (or, with `shuffle`, in an order shuffled once per
+    /// client): a failed attempt goes on to the next server at once, and `connfail` fires for
+    /// each failure (``currentServer`` is the server it is about). When every server failed
+    /// once, `failed` runs; with `autoreconnect` the client backs off and starts the next pass
+    /// (one back-off round per pass, ``ServerRotation``). After a loss it reconnects to the
+    /// next server.
+    ///
+    /// - Parameters:
+    ///   - servers: The servers, at least one.
+    ///   - shuffle: Try them in this client's shuffled order.
+    ///   - autoreconnect: Reconnect after a loss, and retry passes that failed.
+    ///   - connected: Runs when a server accepted.
+    ///   - failed: Runs when a pass over the list failed, with the last server's reason.
+    /// - Throws: ``MQTTClientError/alreadyConnected`` when a connection exists or is being made.
+    public func connect(
+        to servers: [MQTTServer],
+        shuffle: Bool = false,
+        autoreconnect: Bool = false,
+        connected: (@Sendable (NodeMCUClient) -> Void)? = nil,
+        failed: (@Sendable (NodeMCUClient, MQTTConnectionFailure) -> Void)? = nil
+    ) throws(MQTTClientError) {
         try engine.beginConnect()
         let onConnected = ClientCall(self, connected)
         let onFailed = ClientCall(self, failed)
@@ -332,7 +380,10 @@ public final class NodeMCUClient: Sendable {
             case .failure(let failure): onFailed?.run(failure)
             }
         }
-        engine.submit { $0.connect(to: server, reconnect: autoreconnect, failFast: false, completeOnRetry: true, completion: completion) }
+        engine.submit {
+            $0.connect(to: servers, shuffle: shuffle, reconnect: autoreconnect, failFast: false, completeOnRetry: true,
+                       completion: completion)
+        }
     }
 
     /// Closes, as `m:close()`: DISCONNECT is sent at once (the broker drops the will), the

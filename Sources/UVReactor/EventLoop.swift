@@ -60,6 +60,9 @@ public final class EventLoop: @unchecked Sendable {
     // MARK: Threads
 
     /// The loop running on the current thread, if any.
+    ///
+    /// Nil also on a loop thread whose `EventLoop` is gone (its last reference was dropped and
+    /// the loop is closing).
     public static var current: EventLoop? {
         guard let pointer = pthread_getspecific(currentLoopKey) else { return nil }
         return Unmanaged<EventLoopCore>.fromOpaque(pointer).takeUnretainedValue().owner

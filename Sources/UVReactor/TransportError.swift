@@ -3,7 +3,7 @@
 /// The cases keep the distinctions the NodeMCU reason codes need (DNS failure, nothing
 /// listening, timeout) and carry TLS details (the OpenSSL verify result, the expected host).
 ///
-/// Not frozen: later versions may add cases (WebSocket failures, for example). Switch over it
+/// Not frozen: later versions may add cases. Switch over it
 /// with a `default:` branch.
 public enum TransportError: Error, Sendable, Hashable {
     /// The host name did not resolve.
@@ -28,4 +28,7 @@ public enum TransportError: Error, Sendable, Hashable {
     case tlsPeerRequiredCertificate
     /// Any other TLS failure (handshake, alert, protocol), with OpenSSL's error text.
     case tlsFailure(String)
+    /// The WebSocket handshake was refused or malformed, a frame broke RFC 6455, or the server
+    /// closed the WebSocket with a code other than 1000 (``WebSocketError`` says which).
+    case webSocket(WebSocketError)
 }

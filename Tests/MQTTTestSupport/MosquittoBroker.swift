@@ -23,9 +23,17 @@ public struct MosquittoOptions: Sendable {
     public var persistence: Bool
     /// More lines for the configuration file.
     public var extraLines: [String]
+    /// Serve MQTT over WebSocket too, on a second listener (`protocol websockets`, with `tls`
+    /// the same certificates: wss) at ``MosquittoBroker/webSocketPort``. mosquitto accepts any
+    /// request path and the subprotocols `mqtt` and `mqttv3.1`. (mosquitto 2.0.11 refuses to
+    /// start with a websockets listener alone, and libwebsockets ignores the bind address: that
+    /// listener is on all interfaces; the tests connect to 127.0.0.1 only.)
+    public var webSockets: Bool
 
     public init(users: [String: String]? = nil, tls: TLSFixtures? = nil, requireClientCertificate: Bool = false,
-                maxInflightMessages: Int = 0, persistence: Bool = true, extraLines: [String] = []) {
+                maxInflightMessages: Int = 0, persistence: Bool = true, extraLines: [String] = [],
+                webSockets: Bool = false) {
+        self.webSockets = webSockets
         self.users = users
         self.tls = tls
         self.requireClientCertificate = requireClientCertificate
@@ -48,6 +56,8 @@ public final class MosquittoBroker: @unchecked Sendable {
     public let directory: URL
     /// The loopback port it listens on (kept across ``restart()``).
     public let port: UInt16
+    /// The WebSocket listener's port, with ``MosquittoOptions/webSockets``.
+    public let webSocketPort: UInt16?
     private let lock = NSLock()
     private var process: ChildProcess?
 
@@ -60,10 +70,11 @@ public final class MosquittoBroker: @unchecked Sendable {
     /// What the process printed on stdout/stderr (start-up errors).
     public var outputURL: URL { directory.appendingPathComponent("stderr.txt") }
 
-    private init(options: MosquittoOptions, directory: URL, port: UInt16) {
+    private init(options: MosquittoOptions, directory: URL, port: UInt16, webSocketPort: UInt16?) {
         self.options = options
         self.directory = directory
         self.port = port
+        self.webSocketPort = webSocketPort
     }
 
     /// Starts a broker on a free port; retries with another port if the chosen one was taken in
@@ -77,7 +88,8 @@ public final class MosquittoBroker: @unchecked Sendable {
         var lastError: any Error = HarnessError("mosquitto did not start")
         for _ in 0..<3 {
             let port = try freeLoopbackPort()
-            let broker = MosquittoBroker(options: options, directory: directory, port: port)
+            let webSocketPort = options.webSockets ? try freeLoopbackPort() : nil
+            let broker = MosquittoBroker(options: options, directory: directory, port: port, webSocketPort: webSocketPort)
             do {
                 try broker.writeConfiguration()
                 try broker.launch()
@@ -118,6 +130,16 @@ public final class MosquittoBroker: @unchecked Sendable {
             lines.append("keyfile \(tls.serverKey)")
             lines.append("require_certificate \(options.requireClientCertificate)")
         }
+        if let webSocketPort {
+            lines.append("listener \(webSocketPort) 127.0.0.1")
+            lines.append("protocol websockets")
+            if let tls = options.tls {
+                lines.append("cafile \(tls.caFile)")
+                lines.append("certfile \(tls.serverCertificate)")
+                lines.append("keyfile \(tls.serverKey)")
+                lines.append("require_certificate \(options.requireClientCertificate)")
+            }
+        }
         lines.append("max_inflight_messages \(options.maxInflightMessages)")
         lines.append("max_queued_messages 0")
         if options.persistence {
@@ -137,6 +159,7 @@ public final class MosquittoBroker: @unchecked Sendable {
                                      logPath: outputURL.path, append: true)
         lock.withLock { process = child }
         try waitUntilListening(port: port, process: child)
+        if let webSocketPort { try waitUntilListening(port: webSocketPort, process: child) }
     }
 
     private func take() -> ChildProcess? {
@@ -155,6 +178,12 @@ public final class MosquittoBroker: @unchecked Sendable {
     public func stop(removeDirectory: Bool = true) {
         take()?.terminate(signal: SIGTERM)
         if removeDirectory { try? FileManager.default.removeItem(at: directory) }
+    }
+
+    /// Sends `signal` to the broker process (`SIGSTOP` freezes it: it accepts nothing more and
+    /// reads nothing, as a hung broker would; `SIGCONT` resumes it).
+    public func send(signal: Int32) {
+        if let pid = lock.withLock({ process })?.pid { _ = Glibc.kill(pid, signal) }
     }
 
     /// Kills the broker at once (no clean shutdown; persistence written at the last autosave only).

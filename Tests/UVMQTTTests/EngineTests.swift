@@ -9,7 +9,7 @@ import UVReactor
 // with a manual clock: no socket, no sleep. Each step runs on the loop thread after the
 // requests made before it (`harness.onLoop`), so the tests are deterministic.
 
-private func options(_ id: String = "engine", _ configure: (inout MQTTClientOptions) -> Void = { _ in }) -> MQTTClientOptions {
+func options(_ id: String = "engine", _ configure: (inout MQTTClientOptions) -> Void = { _ in }) -> MQTTClientOptions {
     var o = MQTTClientOptions(clientID: id, keepAlive: 10)
     o.reconnectBackoff = ReconnectBackoff(initialDelay: .seconds(1), maximumDelay: .seconds(4), multiplier: 2, jitter: 0)
     configure(&o)
@@ -17,7 +17,7 @@ private func options(_ id: String = "engine", _ configure: (inout MQTTClientOpti
 }
 
 /// Accepts the transport, checks the CONNECT and answers CONNACK.
-private func acceptConnection(_ h: EngineHarness, sessionPresent: Bool = false) async throws {
+func acceptConnection(_ h: EngineHarness, sessionPresent: Bool = false) async throws {
     let packets = try await h.onLoop { () -> [Packet] in
         h.transport.accept()
         return h.transport.readPackets()
@@ -29,7 +29,7 @@ private func acceptConnection(_ h: EngineHarness, sessionPresent: Bool = false) 
     try await h.onLoop { h.transport.send(.connack(ConnAckPacket(sessionPresent: sessionPresent))) }
 }
 
-private func connectedNodeMCU(_ h: EngineHarness, _ o: MQTTClientOptions = options(), autoreconnect: Bool = false) async throws -> NodeMCUClient {
+func connectedNodeMCU(_ h: EngineHarness, _ o: MQTTClientOptions = options(), autoreconnect: Bool = false) async throws -> NodeMCUClient {
     let client = NodeMCUClient(options: o, eventLoop: h.loop, environment: h.environment, logger: nil)
     try client.connect("broker.test", port: 1883, autoreconnect: autoreconnect)
     try await acceptConnection(h)
@@ -554,5 +554,35 @@ struct EngineTests {
         #expect(await iterator.next() == .offline(.closedByPeer))
         #expect(await iterator.next() == .reconnecting(attempt: 1, delay: .seconds(1)))
         #expect(!client.isConnected)
+    }
+}
+
+@Suite("Engine: long runs over the in-memory transport")
+struct EngineLongRunTests {
+    @Test("70,000 QoS 1 publishes in windows of 1,000, each acknowledged: every one completes (packet ids wrap)")
+    func manyQoS1() async throws {
+        let h = EngineHarness()
+        defer { h.shutdown() }
+        let client = try await connectedNodeMCU(h, options { $0.inflightWindow = 1_000 })
+        let completed = Locked(0)
+        client.on(.puback) { _ in completed.withLock { $0 += 1 } }
+        for round in 0..<70 {
+            try await h.onLoop {
+                for _ in 0..<1_000 { try client.publish("w", [1, 2, 3], qos: .atLeastOnce) }
+                // The window refills from the queue as acknowledgements arrive.
+                for _ in 0..<10 {
+                    let out = h.transport.readPackets()
+                    if out.isEmpty { break }
+                    for packet in out {
+                        if case .publish(let p) = packet { h.transport.send(.puback(packetID: p.packetID)) }
+                    }
+                }
+            }
+            if completed.withLock({ $0 }) != (round + 1) * 1_000 {
+                Issue.record("round \(round): \(completed.withLock { $0 }) completed, in flight \(try await h.onLoop { client.engine.inflightCount }), queued \(try await h.onLoop { client.engine.queuedMessageCount })")
+                return
+            }
+        }
+        #expect(completed.withLock { $0 } == 70_000)
     }
 }

@@ -6,7 +6,7 @@ import MQTTProtocol
 import UVReactor
 
 /// Threads, open fds and virtual memory of this process (`/proc/self`).
-private func processFigures() -> (threads: Int, fds: Int, vmSizeKiB: Int) {
+private func processFigures() -> (threads: Int, fds: Int, vmSizeKiB: Int, rssKiB: Int) {
     let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
     func field(_ name: String) -> Int {
         for line in status.split(separator: "\n") where line.hasPrefix(name) {
@@ -15,7 +15,7 @@ private func processFigures() -> (threads: Int, fds: Int, vmSizeKiB: Int) {
         return -1
     }
     let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
-    return (field("Threads:"), fds, field("VmSize:"))
+    return (field("Threads:"), fds, field("VmSize:"), field("VmRSS:"))
 }
 
 /// Waits (bounded) until the process's thread count is at most `limit`.
@@ -112,6 +112,47 @@ struct LifecycleTests {
             }
             #expect(leaked == nil, "the broker published a will: \(String(describing: leaked))")
             await watcher.disconnect()
+        }
+    }
+
+    /// Issue 8, failure 7: QoS 0 counted as done once encoded, so an `await publish` loop against
+    /// a stopped broker grew the outbound buffer without bound (hundreds of MiB here).
+    @Test("QoS 0 publishing in a loop to a stopped (SIGSTOP) broker keeps RSS bounded")
+    func stoppedBrokerBoundsMemory() async throws {
+        try await withMosquitto { broker in
+            let client = MQTTClient(options: MQTTClientOptions(clientID: "stopped-broker", keepAlive: 0))
+            try await withDeadline(testTimeout) { try await client.connect(to: broker.host, port: Int(broker.port)) }
+            let payload = [UInt8](repeating: 0x42, count: 1024)
+            let before = processFigures().rssKiB
+            broker.send(signal: SIGSTOP)
+            let sent = Locked(0)
+            let publisher = Task {
+                for _ in 0..<300_000 {
+                    try await client.publish("flood/qos0", payload: payload)
+                    sent.withLock { $0 += 1 }
+                }
+            }
+            // The kernel's socket buffers fill first (a few MiB on loopback), then the client's
+            // high-water mark (1 MiB) and its send queue (1,000 messages); then publish waits.
+            var last = -1
+            for _ in 0..<100 {
+                try await Task.sleep(for: .milliseconds(50))
+                let now = sent.withLock { $0 }
+                if now == last { break }
+                last = now
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            let stalledAt = sent.withLock { $0 }
+            try await Task.sleep(for: .milliseconds(500))
+            let grown = processFigures().rssKiB - before
+            #expect(sent.withLock { $0 } == stalledAt, "publish kept completing against a stopped broker")
+            #expect(stalledAt < 300_000)
+            #expect(grown < 48 * 1024, "RSS grew by \(grown) KiB while the broker was stopped")
+            print("stopped broker: \(stalledAt) QoS 0 messages of 1 KiB completed before publish waited; RSS +\(grown) KiB")
+            broker.send(signal: SIGCONT)
+            publisher.cancel()
+            _ = try? await publisher.value
+            await client.disconnect()
         }
     }
 }

@@ -104,15 +104,15 @@ final class Publisher: @unchecked Sendable {
         options.metrics = metrics.map { MQTTMetrics(factory: $0) }
         client = NodeMCUClient(options: options)
         let connected = Atomic<Bool>(false)
+        // A fast QoS 0 publisher follows the connection's writability: above the high-water mark
+        // it stops and resumes when the bytes drained (a publish without completion that finds
+        // the send queue full would be dropped).
+        client.on(.writable) { [self] _, writable in
+            if writable && remaining > 0 && !scheduled { schedule() }
+        }
         client.on(.puback) { [self] _ in
             outstanding -= 1
             if remaining > 0 && !scheduled && outstanding <= window / 2 { schedule() }
-        }
-        // Send back-pressure: above the high-water mark a QoS 0 publish without a completion
-        // would wait in the bounded send queue and, once that is full, be dropped (the broker
-        // loop of a loaded machine falls behind with 256 B messages); pause and resume instead.
-        client.on(.writable) { [self] _, writable in
-            if writable && remaining > 0 && !scheduled { schedule() }
         }
         try! client.connect("127.0.0.1", port: port, connected: { _ in connected.store(true, ordering: .releasing) })
         for _ in 0..<100_000 where !connected.load(ordering: .acquiring) { usleep(100) }
@@ -142,7 +142,7 @@ final class Publisher: @unchecked Sendable {
                 batch -= 1
                 remaining -= 1
             }
-            // Not writable: the `writable` handler schedules the rest.
+            // Not writable: the `writable` event schedules the next batch.
             if remaining > 0 && client.isWritable { schedule() }
         } else {
             while remaining > 0 && outstanding < window {

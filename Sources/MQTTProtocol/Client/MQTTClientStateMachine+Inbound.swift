@@ -84,6 +84,7 @@ extension MQTTClientStateMachine {
             keepalive.lastReceived = now
             keepalive.pingSentAt = nil
             reconnectAttempt = 0
+            servers.connected()
             failFastPending = false  // from now on the reconnect policy applies
             resumeSession(present: sessionPresent, now: now, into: &actions)
             actions.append(.connected(sessionPresent: sessionPresent))

@@ -66,6 +66,12 @@ public struct MQTTClientStateMachine: Sendable {
     public var connectPacket: ConnectPacket
     /// The reconnect policy applied from the next failure on; nil turns reconnect off.
     public var reconnect: ReconnectBackoff?
+    /// Which server of the caller's list each attempt goes to (``ServerRotation``: in order,
+    /// the next one at once after a failure, one back-off round per pass over the list). The
+    /// caller opens the transport of ``MQTTClientAction/openTransport(_:)`` to
+    /// `servers.current`. Set it before ``connect(now:failFast:into:)``; the default is a list
+    /// of one.
+    public var servers = ServerRotation(count: 1)
 
     let connectTimeout: Duration
     let maxQueuedMessages: Int
@@ -229,6 +235,7 @@ public struct MQTTClientStateMachine: Sendable {
         case .idle:
             reconnectAttempt = 0
             failFastPending = failFast
+            servers.reset()
             startAttempt(now: now, into: &actions)
             updateDeadline()
         case .connected, .disconnecting:
@@ -766,7 +773,20 @@ public struct MQTTClientStateMachine: Sendable {
         // Requests sent on this connection go out again on the next one.
         for id in controls.keys { controls[id]?.sent = false }
         let retry: Bool
-        if let policy = reconnect, failure.isRetryable, !failFastPending, !wasDisconnecting {
+        // With several servers, a failed attempt moves on to the next one at once, whatever
+        // the reconnect policy (the attempt is "try the list"); the back-off applies once the
+        // pass over the list is over. A lost connection moves on too.
+        var passOver = true
+        if wasConnected {
+            servers.connectionLost()
+            passOver = servers.count == 1
+        } else if !wasDisconnecting {
+            passOver = servers.attemptFailed()
+        }
+        if !passOver && failure.isRetryable && !wasDisconnecting {
+            state = .waitingToReconnect(at: now)
+            retry = true
+        } else if let policy = reconnect, failure.isRetryable, !failFastPending, !wasDisconnecting {
             let delay = policy.delay(attempt: reconnectAttempt, random: jitter.nextUnit())
             reconnectAttempt += 1
             state = .waitingToReconnect(at: now + delay)

@@ -84,6 +84,9 @@ public enum MQTTProtocolError: Error, Sendable, Hashable {
     case misplacedMultiLevelWildcard(String)
     /// `+` not alone in its level of a topic filter [MQTT-4.7.1-3].
     case misplacedSingleLevelWildcard(String)
+    /// A `$share/{group}/{filter}` filter with an empty group, a wildcard in the group, or no
+    /// filter after it (the rule of MQTT 5.0 §4.8.2, which brokers apply to 3.1.1 clients too).
+    case invalidSharedSubscription(String)
     /// Protocol name other than `MQTT` (level 4) / `MQIsdp` (level 3) [MQTT-3.1.2-1].
     case invalidProtocolName(String)
     /// Protocol level other than 3 or 4 [MQTT-3.1.2-2].
@@ -130,6 +133,7 @@ public enum MQTTProtocolError: Error, Sendable, Hashable {
         case .wildcardInTopicName: "MQTT-3.3.2-2"
         case .misplacedMultiLevelWildcard: "MQTT-4.7.1-2"
         case .misplacedSingleLevelWildcard: "MQTT-4.7.1-3"
+        case .invalidSharedSubscription: "MQTT-5.0-4.8.2"
         case .invalidProtocolName: "MQTT-3.1.2-1"
         case .unsupportedProtocolLevel: "MQTT-3.1.2-2"
         case .reservedConnectFlagSet: "MQTT-3.1.2-3"
@@ -170,6 +174,7 @@ extension MQTTProtocolError: CustomStringConvertible {
         case .wildcardInTopicName: what = "wildcard in a topic name"
         case .misplacedMultiLevelWildcard(let f): what = "'#' must be alone in the last level: '\(f)'"
         case .misplacedSingleLevelWildcard(let f): what = "'+' must fill a whole level: '\(f)'"
+        case .invalidSharedSubscription(let f): what = "shared subscription needs $share/{group}/{filter}, a group without wildcards: '\(f)'"
         case .invalidProtocolName(let n): what = "unknown protocol name '\(n)'"
         case .unsupportedProtocolLevel(let l): what = "unsupported protocol level \(l)"
         case .reservedConnectFlagSet: what = "reserved CONNECT flag set"

@@ -11,6 +11,9 @@
 /// - A filter whose first level is a wildcard does not match a topic that starts with `$`
 ///   [MQTT-4.7.2-1]; "$SYS/#" still matches "$SYS/broker".
 /// - Any other level matches byte for byte (case-sensitive, no normalisation [MQTT-4.7.3-4]).
+/// - A shared subscription `$share/{group}/{filter}` matches what `{filter}` matches (the
+///   broker delivers each message to one member of the group; the client routes it like the
+///   plain filter).
 ///
 /// The inputs are expected to be valid (see ``MQTTValidation``). Invalid input never traps: a
 /// `#` that is not alone in the last level, or a `+` that shares its level, is compared as an
@@ -37,6 +40,16 @@ public enum TopicMatcher {
     /// - Returns: `true` when every level of `topic` is matched by `filter`.
     @inlinable
     public static func matches(filter: UnsafeRawBufferPointer, topic: UnsafeRawBufferPointer) -> Bool {
+        // A shared subscription `$share/{group}/{filter}` matches what `{filter}` matches.
+        if filter.count > 7 && filter[0] == dollar, let inner = MQTTValidation.sharedFilterStart(filter) {
+            return matchesPlain(filter: UnsafeRawBufferPointer(rebasing: filter[inner...]), topic: topic)
+        }
+        return matchesPlain(filter: filter, topic: topic)
+    }
+
+    /// ``matches(filter:topic:)`` for a filter that is not a shared subscription.
+    @inlinable
+    static func matchesPlain(filter: UnsafeRawBufferPointer, topic: UnsafeRawBufferPointer) -> Bool {
         let filterCount = filter.count
         let topicCount = topic.count
         // [MQTT-4.7.2-1]: a leading wildcard level never matches a `$` topic.

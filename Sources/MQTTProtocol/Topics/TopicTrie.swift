@@ -137,7 +137,8 @@ public struct TopicTrie<Value> {
 
     /// Adds `value` under `filter`.
     ///
-    /// Values already under the same filter stay; each insertion gets its own token.
+    /// Values already under the same filter stay; each insertion gets its own token. A shared
+    /// subscription `$share/{group}/{filter}` is stored under `{filter}`, the topics it matches.
     ///
     /// - Parameters:
     ///   - filter: A topic filter; validated as ``MQTTValidation/validateTopicFilter(_:)-(String)``
@@ -155,7 +156,9 @@ public struct TopicTrie<Value> {
             } catch {
                 return .failure(error)
             }
-            return .success(insertValidated(bytes, value: value))
+            // `$share/{group}/{filter}` is routed as `{filter}` (validated above).
+            let inner = MQTTValidation.sharedFilterStart(bytes) ?? 0
+            return .success(insertValidated(UnsafeRawBufferPointer(rebasing: bytes[inner...]), value: value))
         }
         return try result.get()
     }
@@ -219,7 +222,8 @@ public struct TopicTrie<Value> {
 
     /// The filter `token`'s value was inserted under, or `nil` once it is removed.
     ///
-    /// Rebuilt from the trie's levels, so it allocates; meant for diagnostics and UNSUBSCRIBE.
+    /// Rebuilt from the trie's levels, so it allocates; meant for diagnostics. For a shared
+    /// subscription this is the filter after `$share/{group}/`.
     public func filter(for token: Token) -> String? {
         guard let index = liveEntry(token) else { return nil }
         var path: [Int32] = []

@@ -72,10 +72,50 @@ public enum MQTTValidation {
 
     /// Checks a topic filter: a valid string of at least one byte where `#` is alone in the last
     /// level [MQTT-4.7.1-2] and `+` fills a whole level [MQTT-4.7.1-3].
+    ///
+    /// A shared subscription `$share/{group}/{filter}` (mosquitto 2.0, EMQX, HiveMQ accept it
+    /// from 3.1.1 clients; the form is MQTT 5.0's §4.8.2) needs a non-empty group without `+`,
+    /// `#` (or `/`), and a valid filter after it.
     @inlinable
     public static func validateTopicFilter(_ bytes: UnsafeRawBufferPointer) throws(MQTTProtocolError) {
         if bytes.isEmpty { throw .emptyTopic(field: .topicFilter) }
         try validateUTF8(bytes, field: .topicFilter)
+        if hasSharedPrefix(bytes) {
+            guard let inner = sharedFilterStart(bytes), inner < bytes.count else {
+                throw .invalidSharedSubscription(String(decoding: bytes, as: UTF8.self))
+            }
+            for b in bytes[7..<(inner &- 1)] where b == 0x2B || b == 0x23 {
+                throw .invalidSharedSubscription(String(decoding: bytes, as: UTF8.self))
+            }
+            try validateFilterLevels(UnsafeRawBufferPointer(rebasing: bytes[inner...]))
+            return
+        }
+        try validateFilterLevels(bytes)
+    }
+
+    /// Whether `bytes` starts with `$share/`, the prefix of a shared subscription.
+    @inlinable
+    public static func hasSharedPrefix(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        // "$share/" = 24 73 68 61 72 65 2F
+        bytes.count >= 7 && bytes[0] == 0x24 && bytes[1] == 0x73 && bytes[2] == 0x68 && bytes[3] == 0x61
+            && bytes[4] == 0x72 && bytes[5] == 0x65 && bytes[6] == 0x2F
+    }
+
+    /// For `$share/{group}/{filter}`: the index where `{filter}` starts (the topic filter that
+    /// messages are matched against); nil when `bytes` is no shared subscription or its group is
+    /// empty or not followed by `/`.
+    @inlinable
+    public static func sharedFilterStart(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        guard hasSharedPrefix(bytes) else { return nil }
+        var i = 7
+        while i < bytes.count && bytes[i] != 0x2F { i &+= 1 }
+        guard i > 7 && i < bytes.count else { return nil }
+        return i &+ 1
+    }
+
+    /// The wildcard placement rules on a (non-empty) filter.
+    @inlinable
+    static func validateFilterLevels(_ bytes: UnsafeRawBufferPointer) throws(MQTTProtocolError) {
         let count = bytes.count
         for i in 0..<count {
             let b = bytes[i]

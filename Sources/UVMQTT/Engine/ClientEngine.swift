@@ -115,7 +115,14 @@ final class ClientEngine: @unchecked Sendable {
     @exclusivity(unchecked) private var machine: MQTTClientStateMachine
     @exclusivity(unchecked) private var actions = MQTTClientActions(capacity: 16)
     @exclusivity(unchecked) private var decoder: MQTTDecoder
-    private var server: MQTTServer?
+    /// The servers of the current `connect`, in the caller's order; the machine's
+    /// ``ServerRotation`` picks the one for each attempt.
+    private var servers: [MQTTServer] = []
+    private var server: MQTTServer? { servers.isEmpty ? nil : servers[machine.servers.current] }
+    /// The seed of a shuffled server list: fixed per client, so a client keeps its order.
+    let serverShuffleSeed: UInt64
+    /// The server of the latest attempt (any thread): the one a `connfail` or `offline` is about.
+    let currentServer = Locked<MQTTServer?>(nil)
     private var tlsContext: TLSContext?
     /// The transport the machine's current generation runs on.
     @exclusivity(unchecked) private var transport: (any MQTTTransport)?
@@ -145,6 +152,7 @@ final class ClientEngine: @unchecked Sendable {
         self.tracing = logger.map { $0.logLevel <= .trace } ?? false
         // Jitter must differ between clients (so they do not reconnect in lock step).
         let seed = UInt64.random(in: .min ... .max)
+        self.serverShuffleSeed = seed ^ 0x5EED_5EED_5EED_5EED
         self.machine = MQTTClientStateMachine(configuration: options.machineConfiguration(jitterSeed: seed))
         self.decoder = MQTTDecoder(maximumPacketSize: options.maximumIncomingPacketSize, version: options.protocolVersion)
         self.metrics = options.metrics.map { [clock = self.environment.clock, options] in ClientMetrics($0, clientID: options.clientID, inflightWindow: options.inflightWindow, clock: clock) }
@@ -252,12 +260,28 @@ final class ClientEngine: @unchecked Sendable {
     /// `completeOnRetry`: the completion runs at the first failure even when a retry follows
     /// (NodeMCU's `failed:`); otherwise only at the CONNACK or a failure with no retry.
     func connect(to server: MQTTServer, reconnect: Bool, failFast: Bool, completeOnRetry: Bool, completion: ConnectCompletion?) {
+        connect(to: [server], shuffle: false, reconnect: reconnect, failFast: failFast, completeOnRetry: completeOnRetry,
+                completion: completion)
+    }
+
+    /// Starts connecting to the first of `servers` (in order, or in this client's shuffled
+    /// order); see ``ServerRotation`` for the order of attempts and the back-off.
+    func connect(to servers: [MQTTServer], shuffle: Bool, reconnect: Bool, failFast: Bool, completeOnRetry: Bool,
+                 completion: ConnectCompletion?) {
         if isShutDown {
             endActive()
             completion?(.failure(.closedByUser))
             return
         }
-        self.server = server
+        guard !servers.isEmpty else {
+            endActive()
+            completion?(.failure(.serverNotFound))
+            return
+        }
+        if machine.connectionState == .idle {  // otherwise the machine refuses the connect below
+            self.servers = servers
+            machine.servers = ServerRotation(count: servers.count, shuffleSeed: shuffle ? serverShuffleSeed : nil)
+        }
         machine.connectPacket = options.connectPacket
         machine.reconnect = reconnect ? options.reconnectBackoff : nil
         do {
@@ -305,7 +329,13 @@ final class ClientEngine: @unchecked Sendable {
             try machine.publish(message, token: completion?.token, whenFull: whenFull, now: now, into: &actions)
         } catch {
             metrics?.publishDropped()
-            completion?.fail(error)
+            if let completion {
+                completion.fail(error)
+            } else {
+                // Nobody to tell but the log: a publisher without completion that outruns the
+                // queue should follow `isWritable` / the `writable` event.
+                logger?.warning("publish dropped", metadata: ["topic": "\(message.topic)", "error": "\(error)"])
+            }
         }
     }
 
@@ -529,10 +559,17 @@ final class ClientEngine: @unchecked Sendable {
             }
             onEvent?(.connected(sessionPresent: sessionPresent))
         case .connectFailed(let failure, let willRetry):
-            logger?.debug("connect failed", metadata: ["reason": "\(failure)", "willRetry": "\(willRetry)"])
+            let failedServer = currentServer.withLock { $0 }
+            logger?.debug("connect failed", metadata: [
+                "reason": "\(failure)", "willRetry": "\(willRetry)",
+                "server": "\(failedServer.map { "\($0.host):\($0.port)" } ?? "-")",
+            ])
             if !willRetry { endActive() }
             metrics?.connectFailed(failure)
-            if let pending = pendingConnect, !willRetry || completePendingConnectOnRetry {
+            // Within a pass over a server list the attempt goes on with the next server: the
+            // pending connect completes only when the pass is over.
+            let midPass = willRetry && machine.servers.isMidPass
+            if let pending = pendingConnect, !midPass, !willRetry || completePendingConnectOnRetry {
                 pendingConnect = nil
                 pending(.failure(failure))
             }
@@ -583,6 +620,7 @@ final class ClientEngine: @unchecked Sendable {
 
     private func openTransport(_ id: MQTTTransportID) {
         guard let server else { return }
+        currentServer.withLock { $0 = server }
         transportID = id
         metrics?.attemptStarted()
         decoder = MQTTDecoder(maximumPacketSize: options.maximumIncomingPacketSize, version: options.protocolVersion)
@@ -596,7 +634,7 @@ final class ClientEngine: @unchecked Sendable {
             }
             var opened: (any MQTTTransport)?
             opened = try environment.connector.open(
-                server: server, tls: tlsContext, timeout: options.connectTimeout,
+                server: server.resolvingSubprotocol(for: options.protocolVersion), tls: tlsContext, timeout: options.connectTimeout,
                 receiveBufferMaximum: options.maximumIncomingPacketSize
             ) { [self] result in
                 guard let pending = opened else { return }
@@ -675,6 +713,7 @@ final class ClientEngine: @unchecked Sendable {
         case .tlsHostnameMismatch(let detail): .tlsHostnameMismatch(detail)
         case .tlsPeerRequiredCertificate: .tlsClientCertificateRejected("the server requires a client certificate")
         case .tlsFailure(let detail): .tlsHandshakeFailed(detail)
+        case .webSocket(let detail): .transport("WebSocket: \(detail)")
         }
     }
 

@@ -123,7 +123,8 @@ extension TCPConnection: MQTTTransport {
     }
 }
 
-/// Opens ``TCPConnection``s, with a ``TLSEngine`` when the server asks for TLS.
+/// Opens ``TCPConnection``s, with a ``TLSEngine`` when the server asks for TLS and a
+/// ``WebSocketTransform`` (over the TLS engine, if any) when it asks for WebSocket.
 struct TCPTransportConnector: MQTTTransportConnector {
     let loop: EventLoop
 
@@ -131,9 +132,15 @@ struct TCPTransportConnector: MQTTTransportConnector {
         server: MQTTServer, tls: TLSContext?, timeout: Duration, receiveBufferMaximum: Int,
         completion: @escaping (Result<any MQTTTransport, TransportError>) -> Void
     ) throws(TransportError) -> any MQTTTransport {
-        var transform: TLSEngine?
+        var transform: (any StreamTransform)?
         if let tls {
             transform = try TLSEngine(context: tls, host: server.host)
+        }
+        if let webSocket = server.webSocket {
+            // ws:// is a WebSocket over TCP, wss:// a WebSocket over TLS.
+            let upper = WebSocketTransform(configuration: webSocket, host: server.host, port: server.port,
+                                           secure: tls != nil)
+            transform = transform.map { TransformStack(lower: $0, upper: upper) } ?? upper
         }
         var tcp = TCPOptions()
         // The ring must hold the largest packet decoded in full.
