@@ -7,7 +7,7 @@ AMQTT_VENV := .build/amqtt-venv
 AMQTT_VERSION := 0.12.1
 SWIFT_FLAGS ?= -Xswiftc -warnings-as-errors
 
-.PHONY: deps build test demo test-asan test-tsan fuzz bench-core bench-client mqtt clean
+.PHONY: deps build test docs doc-coverage example example-test demo test-asan test-tsan fuzz bench-core bench-client mqtt clean
 
 # Installs what is missing (Debian packages), with sudo only when not root.
 deps:
@@ -43,6 +43,29 @@ test: deps
 	swift test --skip-build --disable-xctest --skip '^MQTTProtocolTests\.' --skip '$(PROCESS_SUITES)' --skip '$(SCALE_SUITES)'
 	swift test --skip-build --disable-xctest --filter '$(PROCESS_SUITES)'
 	swift test --skip-build --disable-xctest --filter '$(SCALE_SUITES)'
+
+# The DocC catalog of UVMQTT (Sources/UVMQTT/Documentation.docc), warnings as errors, into
+# .build-docs/UVMQTT.doccarchive (own scratch folder: the plugin changes the package graph),
+# then the check that every public symbol of the library modules has a doc comment.
+DOCS_DIR := .build-docs
+docs: doc-coverage
+	UVMQTT_DOCS=1 swift package --scratch-path $(DOCS_DIR) --allow-writing-to-directory $(DOCS_DIR) \
+	  generate-documentation --target UVMQTT --warnings-as-errors --output-path $(DOCS_DIR)/UVMQTT.doccarchive \
+	  --transform-for-static-hosting --hosting-base-path swift-uv-mqtt
+
+# Symbol graphs of the public API (in .build, as `make test` builds it), then
+# scripts/check-doc-coverage.py: lists each undocumented public symbol and fails.
+doc-coverage:
+	swift package dump-symbol-graph --minimum-access-level public >/dev/null
+	python3 scripts/check-doc-coverage.py "$$(swift build --show-bin-path)/../symbolgraph"
+
+# The example daemon (Examples/SensorGateway, its own package) and its integration test (own
+# mosquitto on a free loopback port; publishes with this package's `mqtt` tool, built here).
+example: deps
+	cd Examples/SensorGateway && swift build $(SWIFT_FLAGS)
+example-test: example
+	swift build --product mqtt $(SWIFT_FLAGS)
+	MQTT_TOOL="$$(swift build --show-bin-path)/mqtt" Examples/SensorGateway/scripts/integration-test.sh
 
 # Builds the demo, starts a local mosquitto on a free loopback port (own config, stopped
 # afterwards) and runs the README's first example against it.

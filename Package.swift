@@ -1,5 +1,6 @@
 // swift-tools-version:6.1
 import PackageDescription
+import class Foundation.ProcessInfo
 
 // Strict concurrency is the default in the Swift 6 language mode; warnings are errors in CI
 // through `make` (see Makefile), not here, so that dependants are never broken by a new warning.
@@ -14,6 +15,7 @@ let package = Package(
     products: [
         .library(name: "UVMQTT", targets: ["UVMQTT"]),
         .library(name: "UVMQTTServiceLifecycle", targets: ["UVMQTTServiceLifecycle"]),
+        .library(name: "UVMQTTConfiguration", targets: ["UVMQTTConfiguration"]),
         .library(name: "MQTTProtocol", targets: ["MQTTProtocol"]),
         .library(name: "UVReactor", targets: ["UVReactor"]),
         .library(name: "RingBuffers", targets: ["RingBuffers"]),
@@ -23,6 +25,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        // Opt-in client metrics (`MQTTClientOptions.metrics`): CoreMetrics only, no global state.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        // `MQTTClientOptions(config:)` in the UVMQTTConfiguration product (JSON is its default trait).
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.0.0", traits: [.defaults, "YAML"]),
         // `mqtt bench --latency` percentiles (the tool only).
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     ],
@@ -68,6 +74,18 @@ let package = Package(
             dependencies: [
                 "MQTTProtocol", "UVReactor", "RingBuffers",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // swift-configuration integration (`MQTTClientOptions(config:)`), a separate product
+        // (as the service-lifecycle one) so that users of UVMQTT alone never build it or Yams.
+        .target(
+            name: "UVMQTTConfiguration",
+            dependencies: [
+                "UVMQTT",
+                .product(name: "Configuration", package: "swift-configuration"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -128,6 +146,7 @@ let package = Package(
             dependencies: [
                 "UVMQTT", "MQTTProtocol", "UVReactor", "RingBuffers", "MQTTTestSupport",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -140,6 +159,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "UVMQTTConfigurationTests",
+            dependencies: [
+                "UVMQTTConfiguration", "UVMQTT",
+                .product(name: "Configuration", package: "swift-configuration"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Runs the built `mqtt` executable against mosquitto (build it first: `make test` does).
         .testTarget(
             name: "MQTTToolTests",
@@ -149,3 +176,9 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// `make docs` (UVMQTT_DOCS=1): swift-docc-plugin's `generate-documentation`, only then, so that
+// dependants and ordinary builds never resolve or build the plugin.
+if ProcessInfo.processInfo.environment["UVMQTT_DOCS"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"))
+}

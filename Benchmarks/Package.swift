@@ -9,6 +9,8 @@ let package = Package(
     dependencies: [
         // Explicit name: the checkout's folder name differs between clones and worktrees.
         .package(name: "swift-uv-mqtt", path: ".."),
+        // The metrics-on rows of ClientThroughputBenchmarks (a lock-free factory of their own).
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
@@ -28,9 +30,10 @@ let package = Package(
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "UVMQTT", package: "swift-uv-mqtt"),
-                .product(name: "UVReactor", package: "swift-uv-mqtt"),
                 .product(name: "MQTTProtocol", package: "swift-uv-mqtt"),
+                .product(name: "UVReactor", package: "swift-uv-mqtt"),
                 .product(name: "RingBuffers", package: "swift-uv-mqtt"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             path: "Benchmarks/ClientThroughputBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

@@ -85,7 +85,7 @@ public final class MQTTClient: Sendable {
     ///   - retryFirstAttempt: Retry a failed first attempt too (requires `reconnect`).
     /// - Returns: Whether the broker resumed a stored session (session present).
     /// - Throws: ``MQTTConnectionFailure`` (with its NodeMCU reason code),
-    ///   ``MQTTClientError/alreadyConnected`` when connected or connecting, `CancellationError`.
+    ///   `MQTTClientError.alreadyConnected` when connected or connecting, `CancellationError`.
     @discardableResult
     public func connect(to server: MQTTServer, reconnect: Bool = false, retryFirstAttempt: Bool = false) async throws -> Bool {
         try await connect(to: [server], reconnect: reconnect, retryFirstAttempt: retryFirstAttempt)
@@ -294,7 +294,7 @@ public final class MQTTClient: Sendable {
     /// ``MQTTClientOptions/disconnectDrainTimeout``, and answers PUBCOMP); then DISCONNECT (the
     /// broker discards the will [MQTT-3.14.4-3]); then the client waits until the broker read
     /// everything and closed its side (at most ``MQTTClientOptions/disconnectTimeout``).
-    /// Automatic reconnect stops; requests still waiting fail with ``MQTTClientError/closed``;
+    /// Automatic reconnect stops; requests still waiting fail with `MQTTClientError.closed`;
     /// every message stream and subscription ends. The client can connect again afterwards.
     public func disconnect() async {
         engine.endActive()
@@ -385,7 +385,7 @@ public struct MQTTSubscriptionRefused: Error, Sendable, Hashable, CustomStringCo
 }
 
 /// One request's outcome, resumed exactly once: by the completion, or with
-/// `CancellationError` when the request was cancelled (``MQTTClientError/cancelled``).
+/// `CancellationError` when the request was cancelled (`MQTTClientError.cancelled`).
 final class ResultCell<T: Sendable>: Sendable {
     private struct State {
         var continuation: CheckedContinuation<T, any Error>?

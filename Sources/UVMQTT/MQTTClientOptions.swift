@@ -34,8 +34,8 @@ public struct MQTTClientOptions: Sendable {
     /// A test broker must allow at least as many (mosquitto: `max_inflight_messages`).
     public var inflightWindow: Int
     /// Most messages waiting for the window, or for the connection while offline with
-    /// reconnect on. Past it, a publish fails with ``MQTTClientError/offlineQueueFull(messages:bytes:)``
-    /// or ``MQTTClientError/sendQueueFull(messages:bytes:)``. Default 1,000.
+    /// reconnect on. Past it, a publish fails with `MQTTClientError.offlineQueueFull(messages:bytes:)`
+    /// or `MQTTClientError.sendQueueFull(messages:bytes:)`. Default 1,000.
     public var maxQueuedMessages: Int
     /// Most topic-plus-payload bytes waiting (same rule as ``maxQueuedMessages``). Default 16 MiB.
     public var maxQueuedBytes: Int
@@ -55,7 +55,7 @@ public struct MQTTClientOptions: Sendable {
     public var messageBufferSize: Int
     /// The largest outgoing packet, in bytes (fixed header included). A publish, subscribe or
     /// unsubscribe whose packet would be larger fails at the call with
-    /// ``MQTTClientError/packetTooLarge(size:limit:)``: nothing is queued and no in-flight slot
+    /// `MQTTClientError.packetTooLarge(size:limit:)`: nothing is queued and no in-flight slot
     /// is held. Default and upper bound: MQTT's largest packet (a remaining length of
     /// 268,435,455 bytes plus the 5-byte fixed header).
     public var maximumOutgoingPacketSize: Int
@@ -66,6 +66,9 @@ public struct MQTTClientOptions: Sendable {
     /// How long a graceful disconnect waits for the PUBREL of QoS 2 messages the application
     /// already received, so that their PUBCOMP goes out before DISCONNECT. Default 1 s.
     public var disconnectDrainTimeout: Duration
+    /// Where the client reports its metrics (swift-metrics), or nil: no metrics (the default).
+    /// See ``MQTTMetrics`` for the list; ``MQTTMetrics/global`` uses the process-wide factory.
+    public var metrics: MQTTMetrics?
 
     /// Creates options; every parameter but the client id has the documented default.
     ///
@@ -88,6 +91,7 @@ public struct MQTTClientOptions: Sendable {
     ///   - maximumOutgoingPacketSize: The largest packet a request may produce.
     ///   - disconnectTimeout: Limit for the graceful close after DISCONNECT.
     ///   - disconnectDrainTimeout: Limit for PUBRELs awaited before DISCONNECT.
+    ///   - metrics: Where the client reports metrics; nil (default) for none.
     public init(
         clientID: String,
         protocolVersion: ProtocolVersion = .v3_1_1,
@@ -106,7 +110,8 @@ public struct MQTTClientOptions: Sendable {
         messageBufferSize: Int = 256,
         maximumOutgoingPacketSize: Int = MQTTClientOptions.largestPacketSize,
         disconnectTimeout: Duration = .seconds(5),
-        disconnectDrainTimeout: Duration = .seconds(1)
+        disconnectDrainTimeout: Duration = .seconds(1),
+        metrics: MQTTMetrics? = nil
     ) {
         self.clientID = clientID
         self.protocolVersion = protocolVersion
@@ -126,6 +131,7 @@ public struct MQTTClientOptions: Sendable {
         self.maximumOutgoingPacketSize = min(maximumOutgoingPacketSize, MQTTClientOptions.largestPacketSize)
         self.disconnectTimeout = disconnectTimeout
         self.disconnectDrainTimeout = disconnectDrainTimeout
+        self.metrics = metrics
     }
 
     /// MQTT's largest packet: the 5-byte fixed header with a remaining length of 268,435,455.

@@ -11,7 +11,7 @@ public enum MQTTConnectionEvent: Sendable, Hashable {
     /// A connection attempt failed, with the reason. With a server list, one per failed
     /// server; ``MQTTClient/currentServer`` names the server it is about.
     case connectFailed(MQTTConnectionFailure)
-    /// An accepted connection ended, with the reason (``MQTTConnectionFailure/closedByUser``
+    /// An accepted connection ended, with the reason (`MQTTConnectionFailure.closedByUser`
     /// after ``MQTTClient/disconnect()``).
     case offline(MQTTConnectionFailure)
     /// The client waits `delay` before its reconnect attempt number `attempt` (1 for the first

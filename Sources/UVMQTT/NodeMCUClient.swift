@@ -21,7 +21,7 @@ public import UVReactor
 /// }, failed: { client, reason in print("failed:", reason.nodeMCUReasonCode) })
 /// ```
 public final class NodeMCUClient: Sendable {
-    /// The events of ``on(_:_:)-(Event,_)`` whose handler receives the client only.
+    /// The events of ``on(_:_:)-(NodeMCUClient.Event,_)`` whose handler receives the client only.
     public enum Event: Sendable {
         /// A connection was accepted (also after every automatic reconnect).
         case connect
@@ -41,7 +41,7 @@ public final class NodeMCUClient: Sendable {
         /// whatever stage: invalid CONNECT or TLS settings, DNS, TCP, TLS, CONNACK.
         case connfail
         /// An established connection ended; the handler gets why (``MQTTConnectionFailure``,
-        /// ``MQTTConnectionFailure/closedByUser`` after ``close()``). Same slot as
+        /// `MQTTConnectionFailure.closedByUser` after ``close()``). Same slot as
         /// ``Event/offline``: setting one replaces the other.
         case offline
     }
@@ -85,7 +85,7 @@ public final class NodeMCUClient: Sendable {
     /// Whether the connection takes more bytes now: false while the unsent bytes are above the
     /// transport's high-water mark (1 MiB) until they drained to the low-water mark (256 KiB).
     /// Meanwhile new publishes wait in the bounded send queue (a full queue fails the publish
-    /// with ``MQTTClientError/sendQueueFull(messages:bytes:)``), so memory stays bounded
+    /// with `MQTTClientError.sendQueueFull(messages:bytes:)`), so memory stays bounded
     /// against a slow or stopped broker. The `writable` event reports each change.
     ///
     /// - Precondition: Called on the loop thread.
@@ -151,7 +151,7 @@ public final class NodeMCUClient: Sendable {
 
     /// Closes the connection and stops the client's own event loop, waiting for its thread to
     /// end (no thread, fd or buffer stays behind). With an event loop passed in at creation,
-    /// only the client is closed. Requests still waiting fail with ``MQTTClientError/closed``;
+    /// only the client is closed. Requests still waiting fail with `MQTTClientError.closed`;
     /// the client takes no more requests. Dropping the last reference does the same without
     /// waiting.
     ///
@@ -196,7 +196,7 @@ public final class NodeMCUClient: Sendable {
     ///   - message: Will payload, sent as UTF-8.
     ///   - qos: Will QoS.
     ///   - retain: Whether the broker retains the will.
-    /// - Throws: As ``lwt(_:_:qos:retain:)-([UInt8],_,_)``.
+    /// - Throws: As ``lwt(_:_:qos:retain:)-(_,[UInt8],_,_)``.
     public func lwt(_ topic: String, _ message: String, qos: QoS = .atMostOnce, retain: Bool = false) throws(MQTTProtocolError) {
         try lwt(topic, Array(message.utf8), qos: qos, retain: retain)
     }
@@ -227,7 +227,7 @@ public final class NodeMCUClient: Sendable {
     }
 
     /// Sets the `connect` handler that also receives the session-present flag of the CONNACK
-    /// (replaces a handler set with ``on(_:_:)-(Event,_)`` for `.connect`); nil removes it.
+    /// (replaces a handler set with ``on(_:_:)-(NodeMCUClient.Event,_)`` for `.connect`); nil removes it.
     ///
     /// Subscribe here rather than in `connect`'s `connected:` completion: that runs for the first
     /// attempt only, while this runs after every accepted connection (the first one included,
@@ -244,7 +244,7 @@ public final class NodeMCUClient: Sendable {
 
     /// Sets the `connfail` or `offline` handler that receives the reason; nil removes it. It runs
     /// on the loop thread: `connfail` for every failed attempt, `offline` when an accepted
-    /// connection ended (``MQTTConnectionFailure/nodeMCUReasonCode`` gives NodeMCU's number).
+    /// connection ended (`MQTTConnectionFailure.nodeMCUReasonCode` gives NodeMCU's number).
     ///
     /// - Parameters:
     ///   - event: `.connfail` or `.offline`.
@@ -312,7 +312,7 @@ public final class NodeMCUClient: Sendable {
     ///   - autoreconnect: Reconnect after a loss.
     ///   - connected: Runs when this attempt is accepted.
     ///   - failed: Runs when this attempt fails, with the reason.
-    /// - Throws: ``MQTTClientError/alreadyConnected`` when a connection exists or is being made
+    /// - Throws: `MQTTClientError.alreadyConnected` when a connection exists or is being made
     ///   (close first); ``MQTTServerAddressError`` for a malformed host or URI.
     public func connect(
         _ host: String,
@@ -388,7 +388,7 @@ public final class NodeMCUClient: Sendable {
 
     /// Closes, as `m:close()`: DISCONNECT is sent at once (the broker drops the will), the
     /// socket closes, then `offline` fires. Requests still waiting fail with
-    /// ``MQTTClientError/closed``. Connecting again afterwards works.
+    /// `MQTTClientError.closed`. Connecting again afterwards works.
     public func close() {
         engine.endActive()
         engine.submit { $0.close() }
@@ -450,7 +450,7 @@ public final class NodeMCUClient: Sendable {
         engine.submit { $0.publish(packet, whenFull: .fail, completion: box) }
     }
 
-    /// Publishes a text payload (sent as UTF-8). See ``publish(_:_:qos:retain:completion:)-([UInt8],_,_,_)``.
+    /// Publishes a text payload (sent as UTF-8). See ``publish(_:_:qos:retain:completion:)-(_,[UInt8],_,_,_)``.
     ///
     /// - Parameters:
     ///   - topic: Topic name (no wildcards).

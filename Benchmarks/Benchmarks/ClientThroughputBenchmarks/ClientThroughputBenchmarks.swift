@@ -1,7 +1,8 @@
 import Benchmark
+import CoreMetrics
+import MQTTProtocol
 import RingBuffers
 import Synchronization
-import MQTTProtocol
 import UVMQTT
 import UVReactor
 #if canImport(Glibc)
@@ -28,13 +29,15 @@ func onLoop<T: Sendable>(_ loop: EventLoop, _ body: @escaping @Sendable () -> T)
     fatalError("event loop did not answer within 10 s")
 }
 
-/// A broker that accepts one client: CONNACK, SUBACK, counts PUBLISH, PUBACK for QoS 1.
+/// A broker for the benchmarks' clients (one publishes at a time): CONNACK, SUBACK, counts PUBLISH, PUBACK for QoS 1.
 final class InProcessBroker: @unchecked Sendable {
     let loop = EventLoop()
     let published = Atomic<Int>(0)
     private(set) var port = 0
     private var listener: TCPListener?
-    private var decoder = MQTTDecoder()
+    /// One decoder per connection: the idle clients of the other benchmarks send PINGREQs
+    /// while one publishes, and a shared decoder would mix their frames.
+    private final class Session { var decoder = MQTTDecoder() }
     private var count = 0
 
     init() {
@@ -42,7 +45,8 @@ final class InProcessBroker: @unchecked Sendable {
         port = onLoop(loop) { [self] in
             do {
                 let listener = try loop.listen(host: "127.0.0.1", port: 0) { [self] connection in
-                    connection.onRead = { [self] c in serve(c) }
+                    let session = Session()
+                    connection.onRead = { [self] c in serve(c, session) }
                 }
                 self.listener = listener
                 return listener.port
@@ -52,9 +56,9 @@ final class InProcessBroker: @unchecked Sendable {
         }
     }
 
-    private func serve(_ c: TCPConnection) {
+    private func serve(_ c: TCPConnection, _ session: Session) {
         do {
-            while let packet = try decoder.next(in: c.inbound) {
+            while let packet = try session.decoder.next(in: c.inbound) {
                 switch packet {
                 case .publish(let view):
                     count &+= 1
@@ -71,7 +75,7 @@ final class InProcessBroker: @unchecked Sendable {
                 default:
                     break
                 }
-                decoder.releaseLastFrame(in: c.inbound)
+                session.decoder.releaseLastFrame(in: c.inbound)
             }
         } catch {
             fatalError("fake broker: \(error)")
@@ -92,11 +96,13 @@ final class Publisher: @unchecked Sendable {
     private var outstanding = 0
     private var scheduled = false
 
-    init(port: Int, payloadSize: Int, qos: QoS) {
+    init(port: Int, payloadSize: Int, qos: QoS, metrics: (any MetricsFactory)? = nil) {
         self.payload = [UInt8](repeating: UInt8(ascii: "x"), count: payloadSize)
         self.qos = qos
         self.window = qos == .atMostOnce ? 1_000 : 100
-        client = NodeMCUClient(options: MQTTClientOptions(clientID: "bench-\(qos.rawValue)-\(payloadSize)", inflightWindow: 100))
+        var options = MQTTClientOptions(clientID: "bench-\(qos.rawValue)-\(payloadSize)\(metrics == nil ? "" : "-m")", inflightWindow: 100)
+        options.metrics = metrics.map { MQTTMetrics(factory: $0) }
+        client = NodeMCUClient(options: options)
         let connected = Atomic<Bool>(false)
         // A fast QoS 0 publisher follows the connection's writability: above the high-water mark
         // it stops and resumes when the bytes drained (a publish without completion that finds
@@ -148,6 +154,32 @@ final class Publisher: @unchecked Sendable {
     }
 }
 
+/// A lock-free metrics backend (an atomic per counter, the last value per recorder and timer),
+/// standing in for a real one such as swift-prometheus (whose counters are atomics too): the
+/// metrics-on rows measure the client's own cost, not a backend's.
+final class AtomicMetricsFactory: MetricsFactory {
+    final class Handler: CounterHandler, RecorderHandler, TimerHandler, MeterHandler {
+        let value = Atomic<Int64>(0)
+        func increment(by amount: Int64) { value.wrappingAdd(amount, ordering: .relaxed) }
+        func reset() { value.store(0, ordering: .relaxed) }
+        func record(_ value: Int64) { self.value.store(value, ordering: .relaxed) }
+        func record(_ value: Double) { self.value.store(Int64(value), ordering: .relaxed) }
+        func recordNanoseconds(_ duration: Int64) { value.store(duration, ordering: .relaxed) }
+        func set(_ value: Int64) { self.value.store(value, ordering: .relaxed) }
+        func set(_ value: Double) { self.value.store(Int64(value), ordering: .relaxed) }
+        func increment(by amount: Double) { value.wrappingAdd(Int64(amount), ordering: .relaxed) }
+        func decrement(by amount: Double) { value.wrappingSubtract(Int64(amount), ordering: .relaxed) }
+    }
+    func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler { Handler() }
+    func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler { Handler() }
+    func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler { Handler() }
+    func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler { Handler() }
+    func destroyCounter(_ handler: any CounterHandler) {}
+    func destroyRecorder(_ handler: any RecorderHandler) {}
+    func destroyTimer(_ handler: any TimerHandler) {}
+    func destroyMeter(_ handler: any MeterHandler) {}
+}
+
 let broker = InProcessBroker()
 
 let benchmarks: @Sendable () -> Void = {
@@ -157,10 +189,14 @@ let benchmarks: @Sendable () -> Void = {
         maxDuration: .seconds(5),
         maxIterations: 5
     )
-    for (qos, payloadSize) in [(QoS.atMostOnce, 16), (.atMostOnce, 256), (.atLeastOnce, 16)] {
-        let publisher = Publisher(port: broker.port, payloadSize: payloadSize, qos: qos)
+    let cases: [(QoS, Int, Bool)] = [(.atMostOnce, 16, false), (.atMostOnce, 256, false), (.atLeastOnce, 16, false),
+                                     (.atMostOnce, 16, true), (.atLeastOnce, 16, true)]
+    for (qos, payloadSize, withMetrics) in cases {
+        let publisher = Publisher(port: broker.port, payloadSize: payloadSize, qos: qos,
+                                  metrics: withMetrics ? AtomicMetricsFactory() : nil)
         // One scaled iteration = one message (1,000,000 per sample): the starred rows are per message.
-        Benchmark("E2E publish QoS\(qos.rawValue) \(payloadSize)B -> in-process broker") { benchmark in
+        let suffix = withMetrics ? " (metrics on)" : ""
+        Benchmark("E2E publish QoS\(qos.rawValue) \(payloadSize)B -> in-process broker\(suffix)") { benchmark in
             let count = benchmark.scaledIterations.count
             let target = broker.published.load(ordering: .acquiring) + count
             benchmark.startMeasurement()

@@ -1,22 +1,40 @@
 /// A field of a control packet, named in errors.
 public enum PacketField: String, Sendable, Hashable {
+    /// The first byte: packet type and flags.
     case fixedHeader
+    /// The variable-length size after the first byte.
     case remainingLength
+    /// CONNECT: `MQTT` (3.1.1) or `MQIsdp` (3.1).
     case protocolName
+    /// CONNECT: 4 (3.1.1) or 3 (3.1).
     case protocolLevel
+    /// CONNECT: the flags byte (clean session, will, credentials).
     case connectFlags
+    /// CONNECT: the keepalive in seconds.
     case keepAlive
+    /// CONNECT: the client identifier.
     case clientID
+    /// CONNECT: the will topic.
     case willTopic
+    /// CONNECT: the will message.
     case willPayload
+    /// CONNECT: the user name.
     case username
+    /// CONNECT: the password.
     case password
+    /// CONNACK: the acknowledge flags (session present).
     case connackFlags
+    /// CONNACK / SUBACK: a return code.
     case returnCode
+    /// PUBLISH: the topic name.
     case topicName
+    /// SUBSCRIBE / UNSUBSCRIBE: a topic filter.
     case topicFilter
+    /// SUBSCRIBE: the QoS requested for a filter.
     case requestedQoS
+    /// A packet identifier.
     case packetID
+    /// The payload.
     case payload
 }
 

@@ -109,6 +109,8 @@ final class ClientEngine: @unchecked Sendable {
 
     /// The face's handler of the engine's events (loop thread).
     @exclusivity(unchecked) var onEvent: ((EngineEvent) -> Void)?
+    /// The client's metrics (``MQTTClientOptions/metrics``), nil when off: see ClientEngine+Metrics.swift.
+    let metrics: ClientMetrics?
 
     @exclusivity(unchecked) private var machine: MQTTClientStateMachine
     /// The machine's action list during a batch: the loop's shared one (``EngineLoopScratch``)
@@ -162,6 +164,7 @@ final class ClientEngine: @unchecked Sendable {
         self.serverShuffleSeed = seed ^ 0x5EED_5EED_5EED_5EED
         self.machine = MQTTClientStateMachine(configuration: options.machineConfiguration(jitterSeed: seed))
         self.decoder = MQTTDecoder(maximumPacketSize: options.maximumIncomingPacketSize, version: options.protocolVersion)
+        self.metrics = options.metrics.map { [clock = self.environment.clock, options] in ClientMetrics($0, clientID: options.clientID, inflightWindow: options.inflightWindow, clock: clock) }
     }
 
     /// The engine of a client face: on `eventLoop`, or on a loop of its own, started here
@@ -278,6 +281,7 @@ final class ClientEngine: @unchecked Sendable {
             transport?.flush()
         }
         updateTimer()
+        metrics?.updateGauges(inflight: machine.inflightCount, queuedMessages: machine.queuedMessageCount, queuedBytes: machine.queuedByteCount)
         if decodePending {
             decodePending = false
             decodeAvailable()
@@ -353,6 +357,7 @@ final class ClientEngine: @unchecked Sendable {
                 logger?.error("PUBLISH not encoded", metadata: ["error": "\(failure)"])
             } else {
                 needsFlush = true
+                metrics?.sentPublish(topicByteCount: message.topic.utf8.count, payloadCount: message.payload.count, qos: .atMostOnce, dup: false, packetID: 0)
                 if tracing { traceSentPublish(topic: message.topic, payloadCount: message.payload.count, retain: message.retain) }
             }
             return
@@ -360,6 +365,7 @@ final class ClientEngine: @unchecked Sendable {
         do {
             try machine.publish(message, token: completion?.token, whenFull: whenFull, now: now, into: &actions)
         } catch {
+            metrics?.publishDropped()
             if let completion {
                 completion.fail(error)
             } else {
@@ -440,6 +446,7 @@ final class ClientEngine: @unchecked Sendable {
         releaseAdmission()
         timer?.close()
         timer = nil
+        metrics?.shutDown()
         onEvent?(.shutDown)
         onEvent = nil
         // Waiters of a disconnect still closing are released: nothing else will.
@@ -579,6 +586,7 @@ final class ClientEngine: @unchecked Sendable {
             do {
                 try MQTTEncoder.encode(packet, version: options.protocolVersion, into: transport.outbound)
                 needsFlush = true
+                metrics?.sent(packet)
             } catch {
                 // The machine checked every request's size and the faces its topic: a bug.
                 logger?.error("packet not encoded", metadata: ["packet": "\(packet.type)", "error": "\(error)"])
@@ -588,6 +596,7 @@ final class ClientEngine: @unchecked Sendable {
         case .connected(let sessionPresent):
             logger?.debug("connected", metadata: ["sessionPresent": "\(sessionPresent)"])
             releaseAdmission()
+            metrics?.connected()
             if let pending = pendingConnect {
                 pendingConnect = nil
                 pending(.success(sessionPresent))
@@ -601,6 +610,7 @@ final class ClientEngine: @unchecked Sendable {
             ])
             releaseAdmission()
             if !willRetry { endActive() }
+            metrics?.connectFailed(failure)
             // Within a pass over a server list the attempt goes on with the next server: the
             // pending connect completes only when the pass is over.
             let midPass = willRetry && machine.servers.isMidPass
@@ -612,14 +622,18 @@ final class ClientEngine: @unchecked Sendable {
         case .offline(let failure, let willReconnect):
             logger?.debug("offline", metadata: ["reason": "\(failure)", "willReconnect": "\(willReconnect)"])
             if !willReconnect { endActive() }
+            metrics?.connectionLost(failure)
             onEvent?(.offline(failure, retryIn: willReconnect ? retryDelay : nil, attempt: machine.reconnectAttemptCount))
         case .deliver(let view):
+            metrics?.received(view)
             onEvent?(.message(MQTTMessageView(view)))
         case .deliverOversized(let view):
+            metrics?.overflowedMessage()
             onEvent?(.oversize(MQTTMessageView(topicBytes: view.topic, payload: view.payloadPrefix, qos: view.qos,
                                                retain: view.retain, dup: view.dup,
                                                totalPayloadLength: view.totalPayloadLength)))
-        case .publishCompleted(let token, let packetID, _):
+        case .publishCompleted(let token, let packetID, let qos):
+            metrics?.publishCompleted(packetID: packetID, qos: qos)
             if case .publish(let body)? = RequestCompletion.from(token)?.kind { body(.success(())) }
             onEvent?(.publishCompleted(packetID: packetID))
         case .subscribeCompleted(let token, _, let returnCodes):
@@ -629,6 +643,7 @@ final class ClientEngine: @unchecked Sendable {
             if case .unsubscribe(let body)? = RequestCompletion.from(token)?.kind { body(.success(())) }
             onEvent?(.unsubscribeCompleted(packetID: packetID))
         case .requestFailed(let token, let error):
+            if let metrics, case .publish? = RequestCompletion.from(token)?.kind { metrics.publishDropped() }
             RequestCompletion.from(token)?.fail(error)
         case .unexpectedAck(let type, let packetID):
             logger?.debug("acknowledgement for nothing outstanding", metadata: ["type": "\(type)", "packetID": "\(packetID)"])
@@ -690,6 +705,7 @@ final class ClientEngine: @unchecked Sendable {
         guard let server else { return }
         currentServer.withLock { $0 = server }
         transportID = id
+        metrics?.attemptStarted()
         decoder = MQTTDecoder(maximumPacketSize: options.maximumIncomingPacketSize, version: options.protocolVersion)
         do throws(TransportError) {
             if let tls = server.security.tlsConfiguration {
