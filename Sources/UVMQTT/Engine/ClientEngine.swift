@@ -114,8 +114,8 @@ final class ClientEngine: @unchecked Sendable {
 
     @exclusivity(unchecked) private var machine: MQTTClientStateMachine
     /// The machine's action list during a batch: the loop's shared one (``EngineLoopScratch``)
-    /// when free, else (a batch nested in another client's) one of this engine's own, freed
-    /// after the batch; empty between batches (an idle client holds no list).
+    /// when free, else (a batch nested in another client's) one of this engine's own, kept
+    /// when small; an idle client that never ran nested holds no list.
     @exclusivity(unchecked) private var actions = MQTTClientActions(capacity: 0)
     @exclusivity(unchecked) private var scratch: EngineLoopScratch?
     @exclusivity(unchecked) private var borrowsScratch = false
@@ -253,10 +253,14 @@ final class ClientEngine: @unchecked Sendable {
     private func endBatch() {
         if borrowsScratch {
             borrowsScratch = false
-            actions.removeAll()
+            // performActions emptied it (keeping the storage); never hand actions on.
+            if !actions.isEmpty { actions.removeAll() }
             swap(&actions, &scratch.unsafelyUnwrapped.actions)
             scratch.unsafelyUnwrapped.inUse = false
-        } else if !actions.isEmpty || actions.storageCapacity > 0 {
+        } else if actions.storageCapacity > 8 {
+            // A list grown by a large nested batch is freed; a small one is kept, so that a
+            // client driven from another client's callbacks (a bridge publishing from a
+            // message handler) does not allocate per message.
             actions = MQTTClientActions(capacity: 0)
         }
     }
@@ -836,9 +840,12 @@ final class ClientEngine: @unchecked Sendable {
 
 /// What the engines on one event loop share (``EventLoop/loopLocalObject``): the machine's
 /// action list, borrowed for each batch, so that 20,000 idle clients do not hold 20,000 lists.
+///
+/// Loop thread only; `@exclusivity(unchecked)` like the engine's own state (touched twice per
+/// dispatch, the per-message path of a publisher on the loop thread).
 final class EngineLoopScratch {
-    var actions = MQTTClientActions(capacity: 16)
-    var inUse = false
+    @exclusivity(unchecked) var actions = MQTTClientActions(capacity: 16)
+    @exclusivity(unchecked) var inUse = false
 
     /// The loop's scratch, made on first use (loop thread).
     static func of(_ loop: EventLoop) -> EngineLoopScratch {
