@@ -48,6 +48,9 @@ public final class TCPConnection {
     /// Runs with `false` when the unsent bytes exceed the high-water mark, and with `true` when
     /// they drained to the low-water mark again.
     public var onWritabilityChanged: ((Bool) -> Void)?
+    /// Runs once, after ``notifyWhenDrained()``, when every byte appended so far was taken by
+    /// the kernel (nothing unsent, nothing in flight).
+    public var onDrained: (() -> Void)?
     /// The peer's address, e.g. `127.0.0.1:1883` or `[::1]:1883` (empty before connecting).
     public private(set) var remoteAddress: String = ""
 
@@ -81,6 +84,7 @@ public final class TCPConnection {
     @exclusivity(unchecked) private var reading = false
     @exclusivity(unchecked) private var readingPaused = false
     @exclusivity(unchecked) private var aboveHighWater = false
+    @exclusivity(unchecked) private var drainedWanted = false
     private var closeError: TransportError?
     private var registered = false
     // Graceful close: the write side was shut down / the peer's end of stream arrived.
@@ -302,8 +306,18 @@ public final class TCPConnection {
         if state == .open || state == .closing { checkWaterMarks() }
     }
 
+    /// Asks for one ``onDrained`` call when every byte appended so far has been taken by the
+    /// kernel (a QoS 0 publish completes then).
+    public func notifyWhenDrained() {
+        drainedWanted = true
+    }
+
     private func checkWaterMarks() {
         let unsent = unsentByteCount
+        if drainedWanted && unsent == 0 && state == .open {
+            drainedWanted = false
+            onDrained?()
+        }
         if !aboveHighWater && unsent > options.highWaterMark {
             aboveHighWater = true
             onWritabilityChanged?(false)
@@ -705,6 +719,7 @@ public final class TCPConnection {
         onRead = nil
         onClose = nil
         onWritabilityChanged = nil
+        onDrained = nil
         connectCompletion = nil
     }
 

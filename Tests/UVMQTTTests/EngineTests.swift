@@ -473,10 +473,14 @@ struct EngineTests {
         try await h.onLoop { h.transport.peerReads = false }
         let payload = [UInt8](repeating: 0x5a, count: 1024)
         let sent = Locked(0)
-        let publisher = Task {
-            for _ in 0..<2_000 {
-                try await client.publish("flood", payload: payload)
-                sent.withLock { $0 += 1 }
+        // 200 publishers at once (one message each would never fill anything: a QoS 0 publish
+        // now waits until its bytes were written).
+        let publishers = (0..<200).map { _ in
+            Task {
+                for _ in 0..<10 {
+                    try await client.publish("flood", payload: payload)
+                    sent.withLock { $0 += 1 }
+                }
             }
         }
         try await waitUntil(h, "not writable") { !client.engine.isWritable }
@@ -484,10 +488,35 @@ struct EngineTests {
         let (unsent, queued) = try await h.onLoop { (h.transport.unsentByteCount, client.engine.queuedMessageCount) }
         #expect(unsent <= 64 * 1024 + 2 * 1100)
         #expect(queued <= 50)
-        #expect(sent.withLock { $0 } < 2_000)
+        #expect(sent.withLock { $0 } == 0, "a QoS 0 publish completed before its bytes were written")
         try await h.onLoop { h.transport.peerResumesReading() }
-        try await publisher.value
+        for publisher in publishers { try await publisher.value }
         #expect(sent.withLock { $0 } == 2_000)
+    }
+
+    @Test("QoS 0 completes when its bytes were taken, not when encoded; a broken connection fails it")
+    func qos0CompletesWhenWritten() async throws {
+        let h = EngineHarness()
+        defer { h.shutdown() }
+        let client = try await connectedAsync(h)
+        try await h.onLoop { h.transport.peerReads = false }
+        let done = Locked(false)
+        let first = Task {
+            try await client.publish("q0", string: "x")
+            done.withLock { $0 = true }
+        }
+        try await waitUntil(h, "encoded") { h.transport.unsentByteCount > 0 }
+        for _ in 0..<200 { await Task.yield() }
+        #expect(done.withLock { $0 } == false, "completed before the bytes were written")
+        try await h.onLoop { h.transport.peerResumesReading() }
+        try await first.value
+        #expect(done.withLock { $0 })
+        // Unsent when the connection breaks: at most once, so the call fails.
+        try await h.onLoop { h.transport.peerReads = false }
+        let second = Task { try await client.publish("q0", string: "lost") }
+        try await waitUntil(h, "encoded") { h.transport.unsentByteCount > 0 }
+        try await h.onLoop { h.transport.closeByPeer(.connectionReset) }
+        await #expect(throws: MQTTClientError.self) { try await second.value }
     }
 
     @Test("the NodeMCU writable event reports the water marks")

@@ -143,6 +143,9 @@ final class ClientEngine: @unchecked Sendable {
     @exclusivity(unchecked) private var dispatching = false
     @exclusivity(unchecked) private var deferred: [(ClientEngine) -> Void] = []
     @exclusivity(unchecked) private var decodePending = false
+    /// QoS 0 publishes with a completion whose bytes the kernel has not taken yet: they complete
+    /// at the transport's `.drained`, in order (QoS 0 is done when written to the socket).
+    @exclusivity(unchecked) private var unwrittenQoS0: [RequestCompletion] = []
 
     private var pendingConnect: ConnectCompletion?
     private var completePendingConnectOnRetry = true
@@ -529,10 +532,14 @@ final class ClientEngine: @unchecked Sendable {
                 engine.machine.transportWritabilityChanged(writable, now: engine.now, into: &engine.actions)
                 engine.onEvent?(.writabilityChanged(writable))
             }
+        case .drained:
+            self.event { $0.completeUnwrittenQoS0(with: nil) }
         case .closed(let error):
             transport?.setEventHandler(nil)
             transport = nil
             let failure = ClientEngine.failure(for: error ?? .closedByPeer)
+            // The connection broke with these bytes unsent: at most once means they are lost.
+            completeUnwrittenQoS0(with: .connectionLost(failure))
             self.event { $0.machine.transportFailed(id, failure, now: $0.now, into: &$0.actions) }
         }
     }
@@ -638,7 +645,15 @@ final class ClientEngine: @unchecked Sendable {
                                                totalPayloadLength: view.totalPayloadLength)))
         case .publishCompleted(let token, let packetID, let qos):
             metrics?.publishCompleted(packetID: packetID, qos: qos)
-            if case .publish(let body)? = RequestCompletion.from(token)?.kind { body(.success(())) }
+            if let box = RequestCompletion.from(token) {
+                if qos == .atMostOnce, let transport {
+                    // Encoded, not yet written: done once the kernel took the bytes.
+                    unwrittenQoS0.append(box)
+                    transport.notifyWhenDrained()
+                } else if case .publish(let body) = box.kind {
+                    body(.success(()))
+                }
+            }
             onEvent?(.publishCompleted(packetID: packetID))
         case .subscribeCompleted(let token, _, let returnCodes):
             if case .subscribe(let body)? = RequestCompletion.from(token)?.kind { body(.success(returnCodes)) }
@@ -776,12 +791,25 @@ final class ClientEngine: @unchecked Sendable {
                 needsFlush = false
                 transport.flush()
             }
-            // Graceful: whatever was encoded (DISCONNECT) goes out first.
+            // Graceful: whatever was encoded (the QoS 0 messages, DISCONNECT) goes out first.
+            completeUnwrittenQoS0(with: nil)
             transport.close(timeout: options.disconnectTimeout)
         } else {
             // Not established yet: closing cancels the connect; no event follows.
             transport.setEventHandler(nil)
             transport.close(timeout: options.disconnectTimeout)
+        }
+    }
+
+    /// Completes the QoS 0 publishes waiting for their bytes to be written: with success, or
+    /// with `failure` when the connection broke first.
+    private func completeUnwrittenQoS0(with failure: MQTTClientError?) {
+        if unwrittenQoS0.isEmpty { return }
+        let boxes = unwrittenQoS0
+        unwrittenQoS0.removeAll()
+        for box in boxes {
+            guard case .publish(let body) = box.kind else { continue }
+            body(failure.map { .failure($0) } ?? .success(()))
         }
     }
 

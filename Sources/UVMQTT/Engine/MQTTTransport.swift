@@ -12,6 +12,8 @@ package enum MQTTTransportEvent {
     /// The unsent bytes crossed the high-water mark (`false`) or drained to the low-water mark
     /// (`true`).
     case writabilityChanged(Bool)
+    /// Every byte appended was taken by the kernel (once per ``MQTTTransport/notifyWhenDrained()``).
+    case drained
     /// The transport closed: nil after a local ``MQTTTransport/close()`` / ``MQTTTransport/abort()``,
     /// the reason otherwise. Reported once; nothing follows.
     case closed(TransportError?)
@@ -46,6 +48,9 @@ package protocol MQTTTransport: AnyObject {
     func close(timeout: Duration)
     /// Closes at once, dropping unsent bytes.
     func abort()
+    /// Asks for one `.drained` event when every byte appended so far has been taken by the
+    /// kernel (or the peer, in memory).
+    func notifyWhenDrained()
     /// Installs (or, with nil, removes) the one handler of this transport's events.
     func setEventHandler(_ handler: ((MQTTTransportEvent) -> Void)?)
 }
@@ -115,11 +120,13 @@ extension TCPConnection: MQTTTransport {
             onRead = nil
             onClose = nil
             onWritabilityChanged = nil
+            onDrained = nil
             return
         }
         onRead = { _ in handler(.bytesRead) }
         onClose = { error in handler(.closed(error)) }
         onWritabilityChanged = { writable in handler(.writabilityChanged(writable)) }
+        onDrained = { handler(.drained) }
     }
 }
 

@@ -141,6 +141,12 @@ final class InMemoryTransport: MQTTTransport, @unchecked Sendable {
         checkWaterMarks()
     }
 
+    private var drainedWanted = false
+
+    func notifyWhenDrained() {
+        drainedWanted = true
+    }
+
     func pauseReading() { isReadingPaused = true }
 
     func resumeReading() {
@@ -275,6 +281,11 @@ final class InMemoryTransport: MQTTTransport, @unchecked Sendable {
 
     private func checkWaterMarks() {
         let unsent = unsentByteCount
+        if drainedWanted && unsent == 0 && state == .open {
+            // On a later turn, as the reactor reports it from its end-of-iteration write.
+            drainedWanted = false
+            later(.drained)
+        }
         if !aboveHighWater && unsent > highWaterMark {
             aboveHighWater = true
             handler?(.writabilityChanged(false))
