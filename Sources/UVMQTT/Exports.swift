@@ -40,11 +40,11 @@ public typealias MQTTEventLoop = UVReactor.EventLoop
 public typealias MQTTTLSConfiguration = UVReactor.TLSConfiguration
 /// A transport failure (`UVReactor.TransportError`).
 public typealias MQTTTransportError = UVReactor.TransportError
-/// WebSocket settings of a server: path, subprotocol, extra headers (``UVReactor/WebSocketConfiguration``).
+/// WebSocket settings of a server: path, subprotocol, extra headers (`UVReactor.WebSocketConfiguration`).
 public typealias MQTTWebSocketConfiguration = UVReactor.WebSocketConfiguration
-/// An extra header line of the WebSocket upgrade request (``UVReactor/HTTPHeader``).
+/// An extra header line of the WebSocket upgrade request (`UVReactor.HTTPHeader`).
 public typealias MQTTHTTPHeader = UVReactor.HTTPHeader
-/// Why a WebSocket connection failed (``UVReactor/WebSocketError``).
+/// Why a WebSocket connection failed (`UVReactor.WebSocketError`).
 public typealias MQTTWebSocketError = UVReactor.WebSocketError
-/// The order of attempts over a server list (``MQTTProtocol/ServerRotation``).
+/// The order of attempts over a server list (`MQTTProtocol.ServerRotation`).
 public typealias ServerRotation = MQTTProtocol.ServerRotation

@@ -338,7 +338,7 @@ public final class NodeMCUClient: Sendable {
     ///   - autoreconnect: Reconnect after a loss.
     ///   - connected: Runs when this attempt is accepted.
     ///   - failed: Runs when this attempt fails, with the reason.
-    /// - Throws: ``MQTTClientError/alreadyConnected`` when a connection exists or is being made.
+    /// - Throws: `MQTTClientError.alreadyConnected` when a connection exists or is being made.
     public func connect(
         to server: MQTTServer,
         autoreconnect: Bool = false,
@@ -363,7 +363,7 @@ public final class NodeMCUClient: Sendable {
     ///   - autoreconnect: Reconnect after a loss, and retry passes that failed.
     ///   - connected: Runs when a server accepted.
     ///   - failed: Runs when a pass over the list failed, with the last server's reason.
-    /// - Throws: ``MQTTClientError/alreadyConnected`` when a connection exists or is being made.
+    /// - Throws: `MQTTClientError.alreadyConnected` when a connection exists or is being made.
     public func connect(
         to servers: [MQTTServer],
         shuffle: Bool = false,

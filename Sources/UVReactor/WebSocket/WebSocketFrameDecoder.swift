@@ -15,7 +15,18 @@
 public struct WebSocketFrameDecoder: Sendable {
     /// Opcodes (§5.2).
     public enum Opcode: UInt8, Sendable {
-        case continuation = 0x0, text = 0x1, binary = 0x2, close = 0x8, ping = 0x9, pong = 0xA
+        /// A later fragment of a fragmented message.
+        case continuation = 0x0
+        /// A text frame (refused for MQTT [MQTT-6.0.0-1]).
+        case text = 0x1
+        /// A binary frame: MQTT bytes.
+        case binary = 0x2
+        /// A close frame.
+        case close = 0x8
+        /// A ping; answered with a pong.
+        case ping = 0x9
+        /// A pong.
+        case pong = 0xA
     }
 
     /// What one call of ``decode(_:sink:)`` ended with.
