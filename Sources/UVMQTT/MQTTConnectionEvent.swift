@@ -55,21 +55,8 @@ public struct MQTTConnectionEvents: AsyncSequence, Sendable {
     }
 }
 
-/// Unregisters a connection event buffer when the last sequence or iterator using it is gone.
-final class ConnectionEventRegistration: Sendable {
-    let buffer: ConnectionEventBuffer
-    let unregister: @Sendable (ConnectionEventBuffer) -> Void
-
-    init(buffer: ConnectionEventBuffer, unregister: @escaping @Sendable (ConnectionEventBuffer) -> Void) {
-        self.buffer = buffer
-        self.unregister = unregister
-    }
-
-    deinit {
-        buffer.finish()
-        unregister(buffer)
-    }
-}
+/// The registration of a connection-event sequence.
+typealias ConnectionEventRegistration = StreamRegistration<MQTTConnectionEvent>
 
 /// Connection events buffered for one sequence: the newest 64 (drop-oldest).
 typealias ConnectionEventBuffer = StreamBuffer<MQTTConnectionEvent>

@@ -140,13 +140,13 @@ final class IterationLease: Sendable {
     }
 }
 
-/// Ties a buffer's registration with the client to the life of the streams and iterators using
-/// it: when the last one goes, the buffer is finished and unregistered.
-final class MessageStreamRegistration: Sendable {
-    let buffer: MessageBuffer
-    let unregister: @Sendable (MessageBuffer) -> Void
+/// Ties a buffer's registration with the client to the life of the sequences and iterators
+/// using it: when the last one goes, the buffer is finished and unregistered.
+final class StreamRegistration<Element: Sendable>: Sendable {
+    let buffer: StreamBuffer<Element>
+    let unregister: @Sendable (StreamBuffer<Element>) -> Void
 
-    init(buffer: MessageBuffer, unregister: @escaping @Sendable (MessageBuffer) -> Void) {
+    init(buffer: StreamBuffer<Element>, unregister: @escaping @Sendable (StreamBuffer<Element>) -> Void) {
         self.buffer = buffer
         self.unregister = unregister
     }
@@ -156,6 +156,9 @@ final class MessageStreamRegistration: Sendable {
         unregister(buffer)
     }
 }
+
+/// The registration of a message stream.
+typealias MessageStreamRegistration = StreamRegistration<MQTTMessage>
 
 /// A stream of received messages.
 typealias MessageBuffer = StreamBuffer<MQTTMessage>
