@@ -123,17 +123,11 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customLong("clock"), help: ArgumentHelp("Latency clock: monotonic (one host) or realtime (synchronized hosts).", valueName: "clock"))
     var clockName: String = "monotonic"
 
-    @Option(name: .customLong("cafile"), help: ArgumentHelp("PEM file of trusted CA certificates (turns TLS on).", valueName: "file"))
-    var cafile: String?
 
-    @Option(name: .customLong("cert"), help: ArgumentHelp("PEM client certificate (turns TLS on; needs --key).", valueName: "file"))
-    var cert: String?
 
-    @Option(name: .customLong("key"), help: ArgumentHelp("PEM private key of --cert.", valueName: "file"))
-    var key: String?
 
-    @Flag(name: .customLong("insecure"), help: "TLS without verifying the server certificate or host name.")
-    var insecure = false
+
+    @OptionGroup var tls: TLSFlags
 
     @Option(name: .customLong("csv"), help: ArgumentHelp("Write the per-second series as CSV to this file.", valueName: "file"))
     var csv: String?

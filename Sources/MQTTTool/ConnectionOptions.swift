@@ -54,17 +54,11 @@ struct ConnectionOptions: ParsableArguments {
     @Flag(name: .customLong("will-retain"), help: "Ask the broker to retain the last will.")
     var willRetain = false
 
-    @Option(name: .customLong("cafile"), help: ArgumentHelp("PEM file of trusted CA certificates (turns TLS on).", valueName: "file"))
-    var cafile: String?
 
-    @Option(name: .customLong("cert"), help: ArgumentHelp("PEM client certificate (turns TLS on; needs --key).", valueName: "file"))
-    var cert: String?
 
-    @Option(name: .customLong("key"), help: ArgumentHelp("PEM private key of --cert.", valueName: "file"))
-    var key: String?
 
-    @Flag(name: .customLong("insecure"), help: "Do not verify the server certificate or host name.")
-    var insecure = false
+
+    @OptionGroup var tls: TLSFlags
 
     @Flag(name: .customShort("d"), help: "Debug: packet trace on stderr.")
     var debug = false
@@ -137,21 +131,8 @@ extension ConnectionOptions {
         }
 
         // TLS: any TLS flag, or an mqtts:// URL.
-        if (cert == nil) != (key == nil) {
-            throw ToolFailure("--cert and --key go together")
-        }
-        for (flag, path) in [("--cafile", cafile), ("--cert", cert), ("--key", key)] {
-            if let path, access(path, R_OK) != 0 {
-                throw ToolFailure("cannot read \(flag) file '\(path)'")
-            }
-        }
-        var tlsConfiguration: TLSConfiguration?
-        if cafile != nil || cert != nil || insecure || parsedURLs.contains(where: \.tls) {
-            var tls = TLSConfiguration(trust: cafile.map { .pemFile($0) } ?? .system, insecure: insecure)
-            if let cert, let key { tls.clientCertificate = .pemFiles(certificate: cert, privateKey: key) }
-            tlsConfiguration = tls
-        }
-        let flagTLS = cafile != nil || cert != nil || insecure
+        let tlsConfiguration = try tls.configuration(required: parsedURLs.contains(where: \.tls))
+        let flagTLS = tls.isSet
         // The URL path of -L is the topic (as with mosquitto_sub), so the WebSocket path is its own flag.
         func webSocketSettings(_ on: Bool) -> WebSocketConfiguration? {
             on ? WebSocketConfiguration(path: webSocketPath ?? WebSocketConfiguration.defaultPath) : nil

@@ -136,16 +136,7 @@ extension BenchCommand {
             throw ToolFailure("--clock \(clockName): use monotonic (one host) or realtime (synchronized hosts)")
         }
         // TLS: any TLS flag (as mqtt pub / sub).
-        if (cert == nil) != (key == nil) { throw ToolFailure("--cert and --key go together") }
-        for (flag, path) in [("--cafile", cafile), ("--cert", cert), ("--key", key)] {
-            if let path, access(path, R_OK) != 0 { throw ToolFailure("cannot read \(flag) file '\(path)'") }
-        }
-        var security = MQTTSecurity.off
-        if cafile != nil || cert != nil || insecure {
-            var tls = TLSConfiguration(trust: cafile.map { .pemFile($0) } ?? .system, insecure: insecure)
-            if let cert, let key { tls.clientCertificate = .pemFiles(certificate: cert, privateKey: key) }
-            security = .tls(tls)
-        }
+        let security = try tls.configuration().map { MQTTSecurity.tls($0) } ?? .off
         let payloadSize = self.payloadSize ?? 256
         guard (0...(256 << 20)).contains(payloadSize) else { throw ToolFailure("-s must be 0...268435456 bytes") }
         if latency && mode != .conn && payloadSize < LoadBenchArguments.stampSize {
